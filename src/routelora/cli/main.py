@@ -1,0 +1,74 @@
+"""The ``routelora`` command: one sub-command per pipeline step, each a plain function in its own module.
+
+Errors a user can act on (:class:`~routelora.errors.RouteloraError`) print as one line and exit with status 2;
+anything else is a bug and exits with status 1; ``--debug`` shows the traceback of either.
+"""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from routelora import __version__
+from routelora.cli import info, tiny
+from routelora.errors import RouteloraError
+
+COMMANDS = (info, tiny)
+
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="routelora",
+        description="Continual learning for vision-language models by routing between LoRA experts.",
+    )
+    parser.add_argument("--version", action="version", version=f"routelora {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(subcommands)
+    return parser
+
+
+def _quiet_libraries(debug: bool) -> None:
+    import transformers
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not debug:
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(args.debug)
+    try:
+        args.run(args)
+    except RouteloraError as error:
+        if args.debug:
+            raise
+        print(f"routelora: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("routelora: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: say so in one line, the traceback is one flag away
+        if args.debug:
+            raise
+        print(
+            f"routelora: unexpected error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

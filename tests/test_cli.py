@@ -1,0 +1,66 @@
+"""The command line: what it prints, and one clear line with a non-zero status for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from families import build_family
+from routelora.cli.main import EXIT_USER_ERROR, main
+
+
+@pytest.fixture(scope="module")
+def qwen2_vl_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("qwen2vl")
+    build_family("qwen2_vl").save_pretrained(path)
+    return path
+
+
+def test_info_prints_family_targets_and_counts(qwen2_vl_dir, capsys):
+    assert main(["info", str(qwen2_vl_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "qwen2_vl" in out and "model.language_model (2 decoder layers)" in out
+    assert "14 (q 2, k 2, v 2, o 2, mlp.gate 2, mlp.up 2, mlp.down 2)" in out
+    assert "model.visual" in out
+
+
+def test_info_json(qwen2_vl_dir, capsys):
+    assert main(["info", str(qwen2_vl_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["family"] == "qwen2_vl" and summary["target_count"] == 14
+    assert summary["frozen"] == ["model.visual"]  # the merger (projector) is inside it
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "/no/such/model"], "model path /no/such/model does not exist"),
+        (["info", "."], "is not a model directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("routelora: error:") and message in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_remote_code_message(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model_type": "internvl_chat", "auto_map": {"AutoModel": "x.Y"}}')
+    assert main(["info", str(tmp_path)]) == EXIT_USER_ERROR
+    assert "--trust-remote-code" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "routelora.cli.main", "--debug", "info", "/no/such/model"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "Traceback" in done.stderr and "ModelNotFoundError" in done.stderr
+
+
+def test_console_script_is_installed():
+    done = subprocess.run(["routelora", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("routelora ")
