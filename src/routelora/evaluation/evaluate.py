@@ -1,0 +1,122 @@
+"""Evaluate a model on a task: batched greedy generation, the task's metric, per-sample predictions."""
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import Sample, load_split
+from routelora.data.task import TaskConfig
+from routelora.evaluation.metrics import compute_metric
+
+
+@dataclass
+class EvalResult:
+    """Scores of one model on one task split, with every prediction."""
+
+    task: str
+    metric: str
+    score: float
+    """The headline figure of the task's metric."""
+    scores: dict[str, float]
+    """Every figure the metric reports."""
+    samples: int
+    skipped: int = 0
+    """Bad samples skipped (``skip_bad``)."""
+    seconds: float = 0.0
+    predictions: list[dict] = field(default_factory=list)
+    """One entry per sample: id, prediction, references, score."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON through a temporary file, so an interrupted write leaves no half file."""
+        return write_json_atomic(path, asdict(self))
+
+
+def write_json_atomic(path: str | Path, payload) -> Path:
+    """Write ``payload`` as JSON to ``path`` via a temporary file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(payload, out, indent=1)
+            out.write("\n")
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@torch.no_grad()
+def generate_answers(
+    model: nn.Module,
+    collator: VLMCollator,
+    samples: Sequence[Sample],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    progress: bool | str = True,
+) -> list[str]:
+    """Greedy answers to ``samples``, generated in batches with the KV cache."""
+    model.eval()
+    device = next(model.parameters()).device
+    answers: list[str] = []
+    description = progress if isinstance(progress, str) else "generating"
+    with tqdm(total=len(samples), desc=description, disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            batch = {key: value.to(device) for key, value in collator(chunk, with_answers=False).items()}
+            output = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=collator.end_of_turn_id,
+                pad_token_id=collator.pad_id,
+            )
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            answers += [text.strip() for text in collator.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            bar.update(len(chunk))
+    return answers
+
+
+def evaluate_task(
+    model: nn.Module,
+    processor,
+    task: TaskConfig,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 32,
+    skip_bad: bool = False,
+    progress: bool | str = True,
+) -> EvalResult:
+    """Generate answers for ``split`` of ``task`` and score them with the task's metric."""
+    data = load_split(task, split, skip_bad=skip_bad, limit=limit)
+    start = time.perf_counter()
+    collator = VLMCollator(processor)
+    predictions = generate_answers(
+        model, collator, data.samples, task.max_new_tokens, batch_size, progress if progress is not True else task.name
+    )
+    references = [sample.references for sample in data.samples]
+    scores = compute_metric(task.metric, predictions, references, labels=task.labels)
+    per_sample = scores.pop("per_sample")
+    return EvalResult(
+        task=task.name,
+        metric=task.metric,
+        score=scores["score"],
+        scores=scores,
+        samples=len(data.samples),
+        skipped=len(data.skipped),
+        seconds=time.perf_counter() - start,
+        predictions=[
+            {"id": s.id, "prediction": p, "references": s.references, "score": score}
+            for s, p, score in zip(data.samples, predictions, per_sample)
+        ],
+    )

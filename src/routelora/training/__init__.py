@@ -1,0 +1,6 @@
+"""One explicit training loop, shared by pretraining, experts, gates and the baselines."""
+
+from routelora.training.batches import mixed_batches
+from routelora.training.loop import TrainConfig, TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "mixed_batches", "train"]

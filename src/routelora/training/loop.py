@@ -1,0 +1,119 @@
+"""The training loop: AdamW, warm-up then cosine (or constant) schedule, gradient accumulation, a loss log."""
+
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one training run."""
+
+    steps: int = 100
+    """Optimizer steps."""
+    lr: float = 1e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.06
+    """Share of the steps spent warming the learning rate up from zero."""
+    schedule: str = "cosine"
+    """``cosine`` decay to zero after warm-up, or ``constant``."""
+    grad_accumulation: int = 1
+    """Batches whose gradients add up into one optimizer step."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping; None turns it off."""
+    seed: int = 0
+    """Seed of everything random in the run (dropout, sampling)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.grad_accumulation < 1:
+            raise ValueError(f"grad_accumulation must be positive, got {self.grad_accumulation}")
+
+
+@dataclass
+class TrainResult:
+    """What a run did."""
+
+    losses: list[float] = field(default_factory=list)
+    """Mean loss of each optimizer step."""
+    seconds: float = 0.0
+    """Wall-clock time of the loop."""
+    config: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        """Write the loss log as JSON."""
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+
+def train(
+    model: nn.Module,
+    parameters: Iterable[nn.Parameter],
+    batches: Iterator[dict[str, torch.Tensor]],
+    config: TrainConfig,
+    progress: bool | str = True,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train ``parameters`` of ``model`` on ``batches`` (each with ``labels``) for ``config.steps`` steps.
+
+    Only ``parameters`` are optimised; the caller decides what is trainable (LoRA weights, gate vectors, the whole
+    language model...). ``progress`` may be a description for the progress bar.
+    """
+    torch.manual_seed(config.seed)
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.grad_accumulation)
+    trainable = [p for p in parameters if p.requires_grad]
+    if not trainable:
+        raise ValueError("nothing to train: no parameter requires a gradient")
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = math.ceil(config.warmup_ratio * config.steps)
+    if config.schedule == "cosine":
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, config.steps)
+    else:
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    result = TrainResult(config=asdict(config))
+    description = progress if isinstance(progress, str) else "training"
+    bar = tqdm(total=config.steps, desc=description, disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    try:
+        for _ in range(config.steps):
+            step_loss = 0.0
+            for _ in range(config.grad_accumulation):
+                batch = {key: value.to(accelerator.device) for key, value in next(batches).items()}
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.max_grad_norm is not None:
+                        accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.item() / config.grad_accumulation
+            result.losses.append(step_loss)
+            bar.update()
+            bar.set_postfix(loss=f"{step_loss:.3f}")
+    finally:
+        bar.close()
+        model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
