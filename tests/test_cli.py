@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,5 +63,6 @@ def test_debug_shows_the_traceback():
 
 
 def test_console_script_is_installed():
-    done = subprocess.run(["routelora", "--version"], capture_output=True, text=True)
+    script = Path(sys.executable).parent / "routelora"  # installed beside the interpreter running the tests
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("routelora ")

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from routelora import __version__
-from routelora.cli import evaluate, info, tiny
+from routelora.cli import evaluate, expert, info, library, tiny, world
 from routelora.errors import RouteloraError
 
-COMMANDS = (info, tiny, evaluate)
+COMMANDS = (info, world, tiny, evaluate, expert, library)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1

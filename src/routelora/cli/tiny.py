@@ -1,8 +1,12 @@
-"""``routelora tiny ...``: the embedded tiny VLM."""
+"""``routelora tiny ...``: the embedded tiny VLM (build, pretrain, find the cached pretrained base)."""
 
 import argparse
+import json
+from dataclasses import asdict
 from pathlib import Path
 
+from routelora.cli.common import print_table
+from routelora.models.pretrain import PretrainRecipe, PretrainReport, pretrain_tiny
 from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
 
 
@@ -15,12 +19,45 @@ def tiny_build(out: Path, seed: int = 0) -> Path:
     """
     recipe = TinyVLMRecipe(seed=seed)
     model, processor = build_tiny_vlm(recipe)
-    return save_checkpoint(model, processor, out, extra={"recipe": recipe.__dict__, "trained": False})
+    return save_checkpoint(model, processor, out, extra={"recipe": asdict(recipe), "trained": False})
+
+
+def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 0) -> PretrainReport:
+    """Pretrain the tiny VLM on a world's retention benchmarks and write the checkpoint.
+
+    Args:
+        world: a generated task world (``routelora world generate``).
+        out: checkpoint directory to create.
+        steps: optimizer steps (default: the recipe's).
+        seed: seed of the weight initialisation and of batch sampling.
+    """
+    recipe = PretrainRecipe(seed=seed) if steps is None else PretrainRecipe(seed=seed, steps=steps)
+    return pretrain_tiny(world, out, TinyVLMRecipe(seed=seed), recipe)
+
+
+def tiny_path() -> Path:
+    """Where the cached pretrained tiny base is, pretraining it first if needed (a few minutes)."""
+    from routelora.cache import cached_base
+
+    return cached_base()
 
 
 def _run_build(args: argparse.Namespace) -> None:
-    out = tiny_build(args.out, args.seed)
-    print(f"wrote the tiny VLM (untrained) to {out}")
+    print(f"wrote the tiny VLM (untrained) to {tiny_build(args.out, args.seed)}")
+
+
+def _run_pretrain(args: argparse.Namespace) -> None:
+    report = tiny_pretrain(args.world, args.out, args.steps, args.seed)
+    print(f"pretrained in {report.seconds:.0f} s, final loss {report.final_loss:.3f}; wrote {args.out}")
+    print_table([(task, f"{score:.3f}") for task, score in report.scores.items()])
+
+
+def _run_path(args: argparse.Namespace) -> None:
+    path = tiny_path()
+    if args.json:
+        print(json.dumps({"path": str(path), **json.loads((path / "routelora.json").read_text())}, indent=1))
+    else:
+        print(path)
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -31,3 +68,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, help="directory to create")
     build.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation")
     build.set_defaults(run=_run_build)
+    pretrain = actions.add_parser("pretrain", help="pretrain the tiny VLM on a world's retention benchmarks")
+    pretrain.add_argument("--world", type=Path, required=True, help="a generated task world")
+    pretrain.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
+    pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.set_defaults(run=_run_pretrain)
+    path = actions.add_parser("path", help="print where the cached pretrained base is (pretraining it if needed)")
+    path.add_argument("--json", action="store_true", help="also print its recipe and scores")
+    path.set_defaults(run=_run_path)

@@ -1,0 +1,25 @@
+"""The gate-training layer: a frozen LoRA expert scaled per token by a trainable sigmoid gate."""
+
+import torch
+from torch import nn
+
+
+class GatedLoraLinear(nn.Module):
+    """``y = W u + s B A u sigmoid(v . u)`` on the raw input ``u``; only ``v`` is trainable.
+
+    ``v`` starts at zero, so the gate starts at 0.5 (ROUTING.md, stage 2).
+    """
+
+    def __init__(self, base: nn.Linear, lora_A: torch.Tensor, lora_B: torch.Tensor, scaling: float) -> None:
+        super().__init__()
+        self.base = base
+        weight = base.weight
+        self.register_buffer("lora_A", lora_A.detach().to(weight.device, weight.dtype), persistent=False)  # (r, d_in)
+        self.register_buffer("lora_B", lora_B.detach().to(weight.device, weight.dtype), persistent=False)  # (d_out, r)
+        self.scaling = scaling
+        self.gate = nn.Parameter(torch.zeros(base.in_features, device=weight.device, dtype=torch.float32))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(u.float() @ self.gate).unsqueeze(-1).to(u.dtype)  # (..., 1)
+        update = (u @ self.lora_A.T) @ self.lora_B.T  # (..., d_out)
+        return self.base(u) + self.scaling * update * gate

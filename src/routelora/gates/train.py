@@ -1,0 +1,92 @@
+"""Stage 2: train one gate vector per adapted layer with the base model and the expert frozen."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import load_split
+from routelora.data.task import TaskConfig
+from routelora.experts.expert import Expert, check_compatible, load_expert, save_gates
+from routelora.gates.layer import GatedLoraLinear
+from routelora.routing.swap import restore_modules, swap_modules
+from routelora.training import TrainConfig, TrainResult, mixed_batches, train
+
+
+@dataclass
+class GateTrainConfig:
+    """Gate training settings; the defaults are PHATGOOSE's."""
+
+    steps: int = 100
+    """Optimizer steps (the paper: 100)."""
+    lr: float = 5e-3
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.06
+    """Share of steps spent warming up."""
+    batch_size: int = 16
+    """Samples per step."""
+    max_length: int = 160
+    """Longest training sequence."""
+    seed: int = 0
+    """Seed of batch sampling."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("steps, batch_size and lr must be positive")
+
+
+def train_gates(
+    model: nn.Module,
+    processor,
+    expert_dir: str | Path,
+    task: TaskConfig,
+    config: GateTrainConfig | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor], TrainResult]:
+    """Train the gates of the expert in ``expert_dir`` on ``task``'s training data and save them beside it.
+
+    The model is left as it was: the gated layers are swapped back out afterwards.
+    """
+    config = config or GateTrainConfig()
+    expert = load_expert(expert_dir)
+    check_compatible(expert, model)
+    gated = attach_gates(model, expert)
+    try:
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        gate_parameters = [layer.gate for layer in gated.values()]
+        for gate in gate_parameters:
+            gate.requires_grad_(True)
+        samples = load_split(task, "train").samples
+        collator = VLMCollator(processor, max_length=config.max_length)
+        batches = mixed_batches([samples], collator, config.batch_size, seed=config.seed)
+        schedule = TrainConfig(
+            steps=config.steps,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            warmup_ratio=config.warmup_ratio,
+            seed=config.seed,
+            max_grad_norm=None,
+        )
+        result = train(
+            model, gate_parameters, batches, schedule, progress=f"gates {expert.name}" if progress else False
+        )
+        gates = {name: layer.gate.detach().float().cpu().clone() for name, layer in gated.items()}
+    finally:
+        restore_modules(model, {name: layer.base for name, layer in gated.items()})
+    save_gates(expert_dir, gates, {**asdict(config), "task": task.name, "final_loss": result.losses[-1]})
+    return gates, result
+
+
+def attach_gates(model: nn.Module, expert: Expert) -> dict[str, GatedLoraLinear]:
+    """Swap every target of ``expert`` for a :class:`GatedLoraLinear`; returns the gated layers by name."""
+    swap_modules(
+        model,
+        expert.targets,
+        lambda name, base: GatedLoraLinear(base, expert.lora_A[name], expert.lora_B[name], expert.scaling[name]),
+    )
+    return {name: model.get_submodule(name) for name in expert.targets}

@@ -1,0 +1,125 @@
+"""Pretrain the tiny VLM on the task world's retention benchmarks, so it has 'foundational capabilities'.
+
+The specialised tasks are left out on purpose: the base must not know them, as a real VLM does not know a user's
+new task. Results are cached by recipe (model recipe + pretraining recipe + world recipe) so later commands reuse
+them.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import load_split
+from routelora.data.task import load_task
+from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+from routelora.training import TrainConfig, mixed_batches, train
+
+RETENTION_TASKS = ("mcq", "chart", "doc")
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """How the tiny base is pretrained."""
+
+    tasks: tuple[str, ...] = RETENTION_TASKS
+    """World tasks whose train splits make up the pretraining mix (mixed inside every batch)."""
+    steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Samples per step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, warm-up then cosine)."""
+    warmup_ratio: float = 0.05
+    """Share of steps spent warming up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    max_length: int = 160
+    """Longest training sequence; longer answers are cut and counted."""
+    seed: int = 0
+    """Seed of batch sampling."""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("tasks must name at least one world task")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the recipe."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class PretrainReport:
+    """What pretraining did and how well the result does."""
+
+    model_recipe: dict
+    pretrain_recipe: dict
+    world: str
+    seconds: float
+    final_loss: float
+    scores: dict[str, float] = field(default_factory=dict)
+    """Test score of every world task evaluated after pretraining."""
+    truncated: int = 0
+
+
+def pretrain_tiny(
+    world_dir: str | Path,
+    out_dir: str | Path,
+    model_recipe: TinyVLMRecipe | None = None,
+    recipe: PretrainRecipe | None = None,
+    evaluate_tasks: tuple[str, ...] | None = None,
+    eval_limit: int | None = None,
+    progress: bool = True,
+) -> PretrainReport:
+    """Build the tiny VLM, pretrain it on ``recipe.tasks`` of the world in ``world_dir``, evaluate and save it.
+
+    Args:
+        world_dir: a generated task world (``routelora world generate``).
+        out_dir: checkpoint directory to create.
+        model_recipe: architecture of the tiny VLM.
+        recipe: pretraining settings.
+        evaluate_tasks: world tasks to score after pretraining (default: every task with a test split).
+        eval_limit: evaluate only the first N test samples of each task.
+        progress: show progress bars.
+    """
+    from routelora.evaluation.evaluate import evaluate_task
+
+    world_dir = Path(world_dir)
+    model_recipe = model_recipe or TinyVLMRecipe()
+    recipe = recipe or PretrainRecipe()
+    model, processor = build_tiny_vlm(model_recipe)
+    pools = [load_split(load_task(world_dir / f"{name}.yaml"), "train").samples for name in recipe.tasks]
+    collator = VLMCollator(processor, max_length=recipe.max_length)
+    config = TrainConfig(
+        steps=recipe.steps,
+        lr=recipe.lr,
+        warmup_ratio=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay,
+        seed=recipe.seed,
+    )
+    batches = mixed_batches(pools, collator, recipe.batch_size, seed=recipe.seed)
+    result = train(model, model.parameters(), batches, config, progress="pretraining" if progress else False)
+    names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)
+    scores = {}
+    for name in names:
+        task = load_task(world_dir / f"{name}.yaml")
+        scores[name] = evaluate_task(model, processor, task, limit=eval_limit, progress=progress and name).score
+    report = PretrainReport(
+        model_recipe=asdict(model_recipe),
+        pretrain_recipe=asdict(recipe),
+        world=str(world_dir),
+        seconds=round(result.seconds, 1),
+        final_loss=sum(result.losses[-20:]) / len(result.losses[-20:]),
+        scores=scores,
+        truncated=collator.stats.truncated,
+    )
+    extra = {"trained": True, **asdict(report), "losses": result.losses}
+    save_checkpoint(model, processor, out_dir, extra=extra)
+    return report
+
+
+def _tasks_with_test_split(world_dir: Path) -> list[str]:
+    return sorted(path.stem for path in world_dir.glob("*.yaml") if load_task(path).data.test is not None)

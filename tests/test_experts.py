@@ -1,0 +1,180 @@
+"""Stage 1 and 2 on the tiny VLM, and the routed model's invariants against PEFT."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from PIL import Image
+
+from routelora.cli.main import main
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import load_split
+from routelora.data.task import load_task
+from routelora.experts import ExpertLibrary, load_expert
+from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.gates.train import GateTrainConfig, train_gates
+from routelora.models import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+from routelora.routing.model import attach_router
+
+CORPUS = ["What colour is the square? red blue", "What shape is it? circle square"] * 20
+
+
+def _task(root, name: str, question: str, answers: list[str]):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, answer in enumerate(answers):
+        Image.new("RGB", (48, 48), ["red", "blue"][index % 2]).save(root / "images" / f"{name}{index}.png")
+        conversation = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
+        lines.append(
+            json.dumps({"id": f"{name}{index}", "image": f"images/{name}{index}.png", "conversations": conversation})
+        )
+    (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    (root / f"{name}.yaml").write_text(
+        f"name: {name}\nmetric: accuracy\nmax_new_tokens: 4\ndata: {{train: {name}.jsonl, test: {name}.jsonl}}\n"
+    )
+    return load_task(root / f"{name}.yaml")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experts")
+    model, processor = build_tiny_vlm(TinyVLMRecipe(), CORPUS)
+    colour = _task(root, "colour", "What colour is the square?", ["red", "blue"] * 4)
+    shape = _task(root, "shape", "What shape is it?", ["square", "circle"] * 4)
+    config = ExpertTrainConfig(rank=4, steps=6, batch_size=4, lr=1e-2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    colour_dir, _ = train_expert(model, processor, colour, root / "exp-colour", config, progress=False)
+    shape_dir, _ = train_expert(
+        model,
+        processor,
+        shape,
+        root / "exp-shape",
+        ExpertTrainConfig(rank=8, steps=6, batch_size=4, lr=1e-2),
+        progress=False,
+    )
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    return root, model, processor, {"colour": (colour, colour_dir), "shape": (shape, shape_dir)}
+
+
+def _batch(processor, task):
+    return VLMCollator(processor)(load_split(task, "train").samples[:4])
+
+
+def test_expert_directory_has_peft_files_and_metadata(setup):
+    _, model, _, tasks = setup
+    _, directory = tasks["colour"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "expert.json", "loss_log.json"} <= {
+        p.name for p in directory.iterdir()
+    }
+    expert = load_expert(directory)
+    meta = json.loads((directory / "expert.json").read_text())
+    assert meta["task"] == "colour" and meta["rank"] == 4 and len(expert.targets) == 7 * 4
+    assert all(torch.count_nonzero(b) > 0 for b in expert.lora_B.values()), "training moved every B"
+
+
+def test_one_expert_k1_routed_logits_equal_peft(setup):
+    _, model, processor, tasks = setup
+    task, directory = tasks["colour"]
+    batch = _batch(processor, task)
+    peft_model = PeftModel.from_pretrained(model, directory)
+    with torch.no_grad():
+        want = peft_model(**batch).logits
+    peft_model.unload()
+    router = attach_router(model, [load_expert(directory)], top_k=1)
+    with torch.no_grad():
+        got = model(**batch).logits
+    router.detach()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_gate_training_changes_only_gates(setup):
+    root, model, processor, tasks = setup
+    for name, (task, directory) in tasks.items():
+        files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        gates, result = train_gates(
+            model, processor, directory, task, GateTrainConfig(steps=4, batch_size=4), progress=False
+        )
+        after = model.state_dict()
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+        for file, digest in files.items():
+            if file != "expert.json":  # expert.json records the gate training
+                assert hashlib.sha256((directory / file).read_bytes()).hexdigest() == digest, file
+        expert = load_expert(directory)
+        assert expert.has_gates and set(expert.gates) == set(expert.targets)
+        assert any(torch.count_nonzero(g) > 0 for g in expert.gates.values())
+        assert json.loads((directory / "expert.json").read_text())["gate_training"]["task"] == name
+
+
+def test_library_save_load_gives_identical_routed_logits(setup, tmp_path):
+    root, model, processor, tasks = setup
+    library = ExpertLibrary(tmp_path / "lib")
+    for _, directory in tasks.values():
+        library.add(directory)
+    batch = _batch(processor, tasks["shape"][0])
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    router = attach_router(model, experts, top_k=2)
+    with torch.no_grad():
+        direct = model(**batch).logits
+    router.detach()
+    router = attach_router(model, ExpertLibrary(tmp_path / "lib").load(), top_k=2)
+    with torch.no_grad():
+        reloaded = model(**batch).logits
+    router.detach()
+    assert torch.equal(direct, reloaded)
+    with torch.no_grad():
+        plain = model(**batch).logits
+    assert not torch.equal(plain, direct), "detach() must restore the base and routing must change something"
+
+
+def test_cli_expert_and_gate_train(setup, tmp_path, capsys):
+    root, model, processor, tasks = setup
+    save_checkpoint(model, processor, tmp_path / "base")
+    task_file = str(tasks["colour"][0].source)
+    out = tmp_path / "cli-expert"
+    assert (
+        main(
+            [
+                "expert",
+                "train",
+                "--base",
+                str(tmp_path / "base"),
+                "--task",
+                task_file,
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--rank",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "gate",
+                "train",
+                "--base",
+                str(tmp_path / "base"),
+                "--expert",
+                str(out),
+                "--task",
+                task_file,
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert load_expert(out).has_gates and load_expert(out).rank == 2
+    assert main(["expert", "train", "--base", str(tmp_path / "base"), "--task", task_file, "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
