@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from routelora.routing.config import RouterConfig
+from routelora.routing.context import RoutingContext
 
 EPS = 1e-5  # PHATGOOSE's standardisation is a LayerNorm without affine, eps 1e-5
 
@@ -43,7 +44,25 @@ class RoutedLinear(nn.Module):
     update: FLOPs ``1 + 2 n r / d`` times the base layer's, whatever ``k`` is.
     """
 
-    def __init__(self, base: nn.Linear, experts: list[ExpertWeights | None], config: RouterConfig) -> None:
+    def __init__(
+        self,
+        base: nn.Linear,
+        experts: list[ExpertWeights | None],
+        config: RouterConfig,
+        base_keys: torch.Tensor | None = None,
+        context: RoutingContext | None = None,
+        name: str = "",
+    ) -> None:
+        """
+        Args:
+            base: the frozen linear layer.
+            experts: one entry per expert (None where an expert has no LoRA at this layer: never chosen).
+            config: routing settings.
+            base_keys: (m, d_in) routing vectors of base-model candidates: a token or sequence that picks one of
+                them gets no expert update.
+            context: shared per-forward state, needed for sequence-level routing.
+            name: the layer's module name, to keep its sequence-level decisions apart from other layers'.
+        """
         super().__init__()
         if not experts or all(e is None for e in experts):
             raise ValueError("a routed layer needs at least one expert")
@@ -56,8 +75,14 @@ class RoutedLinear(nn.Module):
         weight = base.weight
         stacked_A = torch.zeros(self.num_experts, rank, d_in, dtype=torch.float32)
         stacked_B = torch.zeros(self.num_experts, rank, d_out, dtype=torch.float32)
-        gates = torch.zeros(self.num_experts, d_in, dtype=torch.float32)
-        available = torch.zeros(self.num_experts, dtype=torch.bool)
+        self.num_base = 0 if base_keys is None else base_keys.shape[0]
+        self.context = context
+        self.name = name
+        gates = torch.zeros(self.num_experts + self.num_base, d_in, dtype=torch.float32)
+        available = torch.zeros(self.num_experts + self.num_base, dtype=torch.bool)
+        if base_keys is not None:
+            gates[self.num_experts :] = base_keys.float()
+            available[self.num_experts :] = True
         for index, expert in enumerate(experts):
             if expert is None:
                 continue
@@ -76,7 +101,7 @@ class RoutedLinear(nn.Module):
         # (experts * rank, d_in) and (experts * rank, d_out): one matmul each for all experts
         self.register_buffer("lora_A", stacked_A.reshape(-1, d_in).to(weight.device, weight.dtype), persistent=False)
         self.register_buffer("lora_B", stacked_B.reshape(-1, d_out).to(weight.device, weight.dtype), persistent=False)
-        self.register_buffer("gates", gates.to(weight.device), persistent=False)  # (experts, d_in), float32
+        self.register_buffer("gates", gates.to(weight.device), persistent=False)  # (candidates, d_in), float32
         self.register_buffer("available", available.to(weight.device), persistent=False)
         self.register_buffer("gate_keys", self._gate_keys(gates), persistent=False)
         self.last_choice: torch.Tensor | None = None
@@ -85,38 +110,62 @@ class RoutedLinear(nn.Module):
     def _gate_keys(self, gates: torch.Tensor) -> torch.Tensor:
         """Gates as scored against tokens: standardised and divided by sqrt(d_in) once, ahead of time."""
         keys = standardise(gates) if self.config.normalise else gates
-        return (keys / math.sqrt(gates.shape[-1])).to(self.base.weight.device)  # (experts, d_in)
+        return (keys / math.sqrt(gates.shape[-1])).to(self.base.weight.device)  # (candidates, d_in)
 
     def scores(self, u: torch.Tensor) -> torch.Tensor:
-        """Affinity of every token with every expert. u: (tokens, d_in) -> (tokens, experts)."""
+        """Affinity of every token with every candidate. u: (tokens, d_in) -> (tokens, candidates)."""
         query = standardise(u.float()) if self.config.normalise else u.float()
-        scores = query @ self.gate_keys.T  # (tokens, experts)
+        scores = query @ self.gate_keys.T  # (tokens, candidates)
         return scores.masked_fill(~self.available, float("-inf"))
 
     def routing_weights(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense mixing weights (tokens, experts), zero outside the top-k, and the chosen experts (tokens, k).
+        """Dense mixing weights (rows, candidates), zero outside the top-k, and the chosen candidates (rows, k).
 
-        A chosen index of -1 marks a token that fell back to the base model.
+        A chosen index of -1 marks a row that fell back to the base model (below the threshold, or a base
+        candidate won).
         """
-        k = min(self.config.top_k, self.num_experts)
-        kept, chosen = scores.topk(k, dim=-1)  # (tokens, k)
-        weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (tokens, experts)
+        k = min(self.config.top_k, self.num_experts + self.num_base)
+        kept, chosen = scores.topk(k, dim=-1)  # (rows, k)
+        weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (rows, candidates)
+        unclaimed = chosen[:, 0] >= self.num_experts  # (rows,) a base candidate ranks first
         if self.config.fallback_threshold is not None:
-            unclaimed = kept[:, 0] < self.config.fallback_threshold  # (tokens,)
-            weights = weights.masked_fill(unclaimed[:, None], 0.0)
-            chosen = chosen.masked_fill(unclaimed[:, None], -1)
+            unclaimed = unclaimed | (kept[:, 0] < self.config.fallback_threshold)
+        weights = weights.masked_fill(unclaimed[:, None], 0.0)
+        chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= self.num_experts), -1)
         return weights, chosen
+
+    def _sequence_weights(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decision per sequence, pooled over its prompt tokens at prefill and reused while decoding."""
+        batch, seq = x.shape[0], x.shape[1]
+        context = self.context
+        if context.decoding and self.name in context.decisions:
+            weights, chosen = context.decisions[self.name]  # (batch, candidates), (batch, k)
+        else:
+            scores = self.scores(u).view(batch, seq, -1)  # (batch, seq, candidates)
+            mask = context.pool_mask if context.pool_mask is not None else torch.ones(batch, seq, dtype=torch.bool)
+            mask = mask.to(scores.device)[:, -seq:, None]  # (batch, seq, 1)
+            # a row with no poolable token (all image or padding) pools over every token instead
+            mask = mask | ~mask.any(dim=1, keepdim=True)
+            pooled = scores.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)  # (batch, candidates)
+            weights, chosen = self.routing_weights(pooled)
+            context.decisions[self.name] = (weights, chosen)
+        tokens_weights = weights[:, None, :].expand(batch, seq, -1).reshape(batch * seq, -1)
+        return tokens_weights, chosen[:, None, :].expand(batch, seq, -1).reshape(batch * seq, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base(x)  # (..., d_out)
         u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
-        weights, chosen = self.routing_weights(self.scores(u))  # (tokens, experts), (tokens, k)
+        if self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None:
+            weights, chosen = self._sequence_weights(x, u)  # (tokens, candidates), (tokens, k)
+        else:
+            weights, chosen = self.routing_weights(self.scores(u))  # (tokens, candidates), (tokens, k)
         if self.config.trace:
             self.last_choice, self.last_weights = chosen, weights
+        weights = weights[:, : self.num_experts]  # base candidates contribute no update
         hidden = (u @ self.lora_A.T).view(u.shape[0], self.num_experts, self.rank)  # (tokens, experts, rank)
         hidden = hidden * weights.to(hidden.dtype)[:, :, None]  # (tokens, experts, rank)
         update = hidden.reshape(u.shape[0], -1) @ self.lora_B  # (tokens, d_out)
         return result + update.view(*x.shape[:-1], -1)
 
     def extra_repr(self) -> str:
-        return f"experts={self.num_experts}, rank={self.rank}, top_k={self.config.top_k}"
+        return f"experts={self.num_experts}, base_candidates={self.num_base}, rank={self.rank}, top_k={self.config.top_k}"

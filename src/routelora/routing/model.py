@@ -2,13 +2,17 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from routelora.errors import RouteloraError
 from routelora.experts.expert import Expert, check_compatible
+from routelora.experts.library import ExpertLibrary
+from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes, load_prototypes
 from routelora.routing.config import RouterConfig
+from routelora.routing.context import RoutingContext, install_context_hook
 from routelora.routing.layer import ExpertWeights, RoutedLinear
 from routelora.routing.swap import restore_modules, swap_modules
 
@@ -23,6 +27,9 @@ class RoutedModel:
     layers: dict[str, RoutedLinear]
     """Routed layers by module name, in model order."""
     originals: dict[str, nn.Module] = field(repr=False)
+    base_skills: list[str] = field(default_factory=list)
+    """General skills offered as base-model candidates."""
+    hook: object | None = field(default=None, repr=False)
 
     @property
     def expert_names(self) -> list[str]:
@@ -31,6 +38,8 @@ class RoutedModel:
     def detach(self) -> nn.Module:
         """Put the original linear layers back; returns the plain model."""
         restore_modules(self.model, self.originals)
+        if self.hook is not None:
+            self.hook.remove()
         if getattr(self.model, "routelora_router", None) is self:
             del self.model.routelora_router
         return self.model
@@ -40,42 +49,78 @@ class RoutedModel:
         return {name: layer.last_choice for name, layer in self.layers.items() if layer.last_choice is not None}
 
 
-def attach_router(model: nn.Module, experts: Sequence[Expert], config: RouterConfig | None = None, **options):
+def _routing_vectors(expert: Expert, config: RouterConfig) -> dict[str, torch.Tensor] | None:
+    if config.vectors == "gates":
+        return expert.gates
+    path = Path(expert.path) / PROTOTYPES_FILE
+    if not path.is_file():
+        raise RouteloraError(f"expert {expert.name} has no {PROTOTYPES_FILE}; `routelora gate train` computes it")
+    return load_prototypes(path)
+
+
+def attach_router(
+    model: nn.Module,
+    experts: Sequence[Expert] | ExpertLibrary | str | Path,
+    config: RouterConfig | None = None,
+    base_prototypes: dict[str, dict[str, torch.Tensor]] | None = None,
+    **options,
+) -> RoutedModel:
     """Route every adapter target of ``model`` between ``experts``.
 
     Args:
         model: a loaded VLM (see :func:`routelora.load_vlm`).
-        experts: loaded experts (:meth:`ExpertLibrary.load`), all trained on this base model.
+        experts: loaded experts, or a library (object or directory) whose experts are all loaded.
         config: routing settings; keyword ``options`` (``top_k=2``...) build one when it is not given.
+        base_prototypes: general-skill prototypes of the base model (skill -> layer -> vector), used when
+            ``config.base_candidates``; read from the library when ``experts`` is one.
 
     Returns:
         A :class:`RoutedModel`; also reachable as ``model.routelora_router``.
     """
     config = config or RouterConfig(**options)
+    if isinstance(experts, str | Path):
+        experts = ExpertLibrary(experts)
+    if isinstance(experts, ExpertLibrary):
+        if config.base_candidates and base_prototypes is None:
+            base_prototypes = load_base_prototypes(experts.root)
+        experts = experts.load()
     experts = list(experts)
     if not experts:
         raise RouteloraError("no experts to route between")
     if getattr(model, "routelora_router", None) is not None:
         raise RouteloraError("this model already has a router attached; detach() it first")
+    if config.base_candidates and not base_prototypes:
+        raise RouteloraError("base_candidates needs base prototypes (`routelora library base-prototypes`)")
+    vectors = []
     for expert in experts:
         check_compatible(expert, model)
-        if len(experts) > 1 and not expert.has_gates:
+        routing = _routing_vectors(expert, config)
+        if len(experts) > 1 and not routing and not config.base_candidates:
             raise RouteloraError(
                 f"expert {expert.name} has no gates; train them with `routelora gate train` before routing"
             )
+        vectors.append(routing or {})
+    skills = sorted(base_prototypes) if config.base_candidates else []
+    context = RoutingContext()
     names = [name for name in _model_order(model) if any(name in expert.lora_A for expert in experts)]
 
     def routed(name: str, base: nn.Module) -> RoutedLinear:
         weights = [
-            ExpertWeights(e.lora_A[name], e.lora_B[name], e.scaling[name], e.gates.get(name) if e.gates else None)
-            if name in e.lora_A
-            else None
-            for e in experts
+            ExpertWeights(e.lora_A[name], e.lora_B[name], e.scaling[name], v.get(name)) if name in e.lora_A else None
+            for e, v in zip(experts, vectors)
         ]
-        return RoutedLinear(base, weights, config)
+        base_keys = torch.stack([base_prototypes[s][name] for s in skills]) if skills else None
+        return RoutedLinear(base, weights, config, base_keys=base_keys, context=context, name=name)
 
     originals = swap_modules(model, names, routed)
-    handle = RoutedModel(model, experts, config, {n: model.get_submodule(n) for n in names}, originals)
+    hook = None
+    if config.granularity == "sequence":
+        image_token_id = getattr(model.config, "image_token_id", None) or getattr(
+            model.config, "image_token_index", None
+        )
+        hook = install_context_hook(model, context, image_token_id)
+    layers = {n: model.get_submodule(n) for n in names}
+    handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
     model.routelora_router = handle
     return handle
 

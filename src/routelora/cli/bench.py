@@ -1,0 +1,123 @@
+"""``routelora bench routing``: what routing costs against the base layer, a per-expert loop and PEFT's Arrow.
+
+Prints figures and checks them against the targets in words; it never fails on a slow figure.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from routelora.routing.bench import (
+    RoutingBenchConfig,
+    format_table,
+    markdown_table,
+    run_routing_bench,
+    target_summary,
+)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``, as an argparse type so a typo is a usage error."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _environment() -> dict[str, Any]:
+    import peft
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],  # other processes' share of the cores skews every figure
+        "torch": torch.__version__,
+        "peft": peft.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "python": platform.python_version(),
+    }
+
+
+def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path: Path | None = None) -> str:
+    """Run the routing benchmark and return the report to print (table, then one line per target).
+
+    Args:
+        config: sizes, expert counts, top-k values, repeats and threads to measure.
+        markdown: give the table as Markdown (for the README) instead of aligned text.
+        json_path: also write the configuration, environment, rows and target lines there as JSON.
+    """
+    load_before = os.getloadavg()[0]
+    rows = run_routing_bench(config, progress=lambda step: print(f"timing {step}", file=sys.stderr, flush=True))
+    environment = {**_environment(), "load_average_1min_before": load_before}
+    if config.threads is not None:
+        environment["threads"] = config.threads
+    summary = target_summary(rows)
+    if json_path is not None:
+        report = {"config": asdict(config), "environment": environment, "rows": rows, "targets": summary}
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+    header = (
+        f"float32, CPU, torch {environment['torch']}, peft {environment['peft']}, {environment['threads']} threads; "
+        f"{config.tokens} tokens, rank {config.rank}; median of {config.repeats} after {config.warmup} warm-up; "
+        f"load average {load_before:.1f} before, {environment['load_average_1min']:.1f} after, "
+        f"on {environment['cpus']} CPUs"
+    )
+    if markdown:
+        return "\n".join([header, "", markdown_table(rows), "", *(f"- {line}" for line in summary)])
+    return "\n".join([header, "", format_table(rows), "", *summary])
+
+
+def _run_routing(args: argparse.Namespace) -> None:
+    config = RoutingBenchConfig(
+        sizes=args.sizes,
+        tokens=args.tokens,
+        rank=args.rank,
+        experts=args.experts,
+        top_k=args.top_k,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+    )
+    print(bench_routing(config, markdown=args.markdown, json_path=args.json))
+    if args.json is not None:
+        print(f"wrote {args.json}")
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    """Add ``bench`` and its sub-commands to the CLI."""
+    parser = subcommands.add_parser("bench", help="measure speed and memory (prints figures, asserts none)")
+    benches = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    defaults = RoutingBenchConfig()
+    routing = benches.add_parser(
+        "routing",
+        help="RoutedLinear against the base layer, a per-expert loop and PEFT's Arrow (float32, CPU)",
+        description="Time the base nn.Linear, RoutedLinear, a per-expert Python loop and PEFT's Arrow router on "
+        "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
+        "routed layer's memory per expert.",
+    )
+    routing.add_argument(
+        "--sizes", type=_int_list, default=defaults.sizes, metavar="D,...", help="layer sizes d (d_in = d_out)"
+    )
+    routing.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per forward")
+    routing.add_argument("--rank", type=int, default=defaults.rank, help="LoRA rank of every expert")
+    routing.add_argument(
+        "--experts", type=_int_list, default=defaults.experts, metavar="N,...", help="numbers of experts"
+    )
+    routing.add_argument(
+        "--top-k", type=_int_list, default=defaults.top_k, metavar="K,...", help="experts kept per token"
+    )
+    routing.add_argument("--repeats", type=int, default=defaults.repeats, help="timed calls per peer (median)")
+    routing.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed calls per peer first")
+    routing.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    routing.add_argument("--markdown", action="store_true", help="print the table as Markdown, for the README")
+    routing.set_defaults(run=_run_routing)

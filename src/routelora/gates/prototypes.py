@@ -1,0 +1,106 @@
+"""Routing prototypes: per adapted layer, the mean standardised input activation over a task's prompt tokens.
+
+An alternative to trained gates as routing vectors, computed from the task's own training data only (the
+continual-learning constraint holds: no other task's data, no task id at inference). Computed on the base model,
+so every expert's prototypes live in the same activation space the router sees. Prototypes of general data give
+the base model itself a place among the candidates.
+"""
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import Sample
+from routelora.routing.layer import standardise
+
+PROTOTYPES_FILE = "prototypes.safetensors"
+
+
+@torch.no_grad()
+def compute_prototypes(
+    model: nn.Module,
+    processor,
+    samples: Sequence[Sample],
+    targets: Sequence[str],
+    batch_size: int = 32,
+    progress: bool | str = True,
+) -> dict[str, torch.Tensor]:
+    """Mean standardised input of each target linear over the prompts' text tokens (image and padding excluded).
+
+    Returns one float32 (d_in,) tensor per target name.
+    """
+    collator = VLMCollator(processor)
+    image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    mask_holder: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def accumulate(module: nn.Module, inputs: tuple) -> None:
+            u = standardise(inputs[0].float())  # (batch, seq, d_in)
+            mask = mask_holder["mask"][..., None]  # (batch, seq, 1)
+            total = (u * mask).sum(dim=(0, 1))  # (d_in,)
+            sums[name] = sums[name] + total if name in sums else total
+
+        return accumulate
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(hook(name)) for name in targets]
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        description = progress if isinstance(progress, str) else "prototypes"
+        for start in tqdm(range(0, len(samples), batch_size), desc=description, disable=not progress):
+            batch = collator(samples[start : start + batch_size], with_answers=False)
+            mask = batch["attention_mask"].bool()
+            if image_token_id is not None:
+                mask &= batch["input_ids"] != image_token_id
+            mask_holder["mask"] = mask.to(device).float()
+            count += int(mask.sum())
+            model(**{key: value.to(device) for key, value in batch.items()})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: (total / max(count, 1)).cpu() for name, total in sums.items()}
+
+
+def save_prototypes(path: str | Path, prototypes: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+    """Write prototypes as safetensors, atomically."""
+    path = Path(path)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file({k: v.contiguous() for k, v in prototypes.items()}, staging, metadata=metadata)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+def load_prototypes(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read prototypes written by :func:`save_prototypes`."""
+    return load_file(str(path))
+
+
+BASE_DIR = "_base"  # inside a library; the leading underscore keeps it out of the expert names
+
+
+def save_base_prototypes(library_root: str | Path, skill: str, prototypes: dict[str, torch.Tensor]) -> Path:
+    """Store the base model's prototypes for one general skill in a library."""
+    folder = Path(library_root) / BASE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{skill}.safetensors"
+    save_prototypes(path, prototypes, {"skill": skill})
+    return path
+
+
+def load_base_prototypes(library_root: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Every general skill's base prototypes in a library, by skill name (empty when there are none)."""
+    folder = Path(library_root) / BASE_DIR
+    return {path.stem: load_prototypes(path) for path in sorted(folder.glob("*.safetensors"))}

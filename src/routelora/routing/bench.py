@@ -1,0 +1,392 @@
+"""Speed and memory of :class:`RoutedLinear` against the base layer, a per-expert loop and PEFT's Arrow router.
+
+Plain functions behind ``routelora bench routing``: it prints figures, it never asserts a speed. The peers:
+
+* the base ``nn.Linear`` alone, the floor;
+* ``RoutedLinear``: every expert stacked, two products whatever ``k`` is;
+* the per-expert loop a user would write first (as HF's Mixtral does): same scores, then for each expert gather its
+  tokens, apply ``s B A u`` and scatter-add the weighted update;
+* PEFT's Arrow (``create_arrow_model``), the token-level router a user would otherwise pick. It routes by the SVD
+  prototypes of the adapters rather than by gates, so it chooses other experts, but what it costs does not depend
+  on which experts it chooses: it computes every expert for every token and mixes them with dense coefficients.
+"""
+
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from routelora.errors import RouteloraError
+from routelora.routing.config import RouterConfig
+from routelora.routing.layer import ExpertWeights, RoutedLinear, standardise
+
+FLOAT32_BYTES = 4
+PEERS = ("base", "routed", "loop", "arrow")
+NOISY_SPREAD = 0.5  # beyond it, some timed calls waited for the cores far longer than others
+
+
+class BenchConfigError(RouteloraError, ValueError):
+    """A benchmark setting that cannot be run."""
+
+
+@dataclass
+class RoutingBenchConfig:
+    """What ``run_routing_bench`` measures: every combination of size, expert count and top-k."""
+
+    sizes: tuple[int, ...] = (1024, 2048)
+    """Layer sizes d (d_in = d_out = d)."""
+    tokens: int = 2048
+    """Tokens in the input, all in one (tokens, d) batch."""
+    rank: int = 16
+    """LoRA rank r of every expert."""
+    experts: tuple[int, ...] = (1, 2, 4, 8, 16)
+    """Numbers of experts n at the layer."""
+    top_k: tuple[int, ...] = (1, 2)
+    """Experts kept per token; where k > n, all n are kept (as ``RoutedLinear`` does)."""
+    repeats: int = 7
+    """Timed calls per peer; the figure is their median."""
+    warmup: int = 2
+    """Untimed calls per peer first (allocator, Arrow's lazily built prototypes)."""
+    threads: int | None = None
+    """``torch.set_num_threads`` for the run; None leaves torch's default."""
+    seed: int = 0
+    """Seed of the weights and the input."""
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "experts", "top_k"):
+            values = tuple(getattr(self, name))
+            if not values or any(int(v) != v or v < 1 for v in values):
+                raise BenchConfigError(f"{name} must be a non-empty list of positive integers, got {values}")
+            setattr(self, name, values)
+        for name in ("tokens", "rank", "repeats"):
+            if getattr(self, name) < 1:
+                raise BenchConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise BenchConfigError(f"warmup must be at least 0, got {self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise BenchConfigError(f"threads must be at least 1, got {self.threads}")
+
+
+def time_samples(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Wall times in seconds of each function, measured in interleaved rounds.
+
+    Interleaving (one call of each per round, the order rotating) spreads the load of other processes and any
+    thermal drift over all peers alike, so their ratios stay fair on a busy machine.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def time_calls(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time in seconds of each function, measured in interleaved rounds (see ``time_samples``)."""
+    return {name: statistics.median(values) for name, values in time_samples(fns, repeats, warmup).items()}
+
+
+def spread(samples: list[float]) -> float:
+    """(slowest - fastest) / median: near 0 on a quiet machine, large where other processes took the cores."""
+    return (max(samples) - min(samples)) / statistics.median(samples)
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
+    """Median wall time in seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    return time_calls({"fn": fn}, repeats, warmup)["fn"]
+
+
+def make_experts(d_in: int, d_out: int, rank: int, count: int, seed: int = 0) -> list[ExpertWeights]:
+    """``count`` random experts of one rank, scaled so the updates are of the order of the input (as trained)."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        ExpertWeights(
+            lora_A=torch.randn(rank, d_in, generator=g) / math.sqrt(d_in),
+            lora_B=torch.randn(d_out, rank, generator=g) / math.sqrt(rank),
+            scaling=2.0,  # alpha = 2 r, PEFT's usual choice
+            gate=torch.randn(d_in, generator=g),
+        )
+        for _ in range(count)
+    ]
+
+
+def per_expert_loop_forward(
+    base: nn.Linear, experts: list[ExpertWeights], x: torch.Tensor, config: RouterConfig
+) -> torch.Tensor:
+    """``RoutedLinear``'s output computed the naive way: one gather, two small products and a scatter per expert.
+
+    Token-level routing by gates only (no base candidates, no sequence-level decisions): the setting the
+    benchmark times. Every expert needs a gate. A loop pass costs nothing for the tokens that did not choose its
+    expert, so the LoRA work is ``tokens * k`` rows in all (``RoutedLinear`` does ``tokens * n``), split over ``n``
+    launches of small products.
+    """
+    u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
+    gates = torch.stack([expert.gate for expert in experts]).float()  # (experts, d_in)
+    query, keys = (standardise(u.float()), standardise(gates)) if config.normalise else (u.float(), gates)
+    scores = query @ keys.T / math.sqrt(u.shape[-1])  # (tokens, experts)
+    kept, chosen = scores.topk(min(config.top_k, len(experts)), dim=-1)  # (tokens, k)
+    weights = kept.softmax(dim=-1)  # (tokens, k)
+    if config.fallback_threshold is not None:
+        weights = weights.masked_fill(kept[:, :1] < config.fallback_threshold, 0.0)
+    out = base(u)  # (tokens, d_out)
+    for index, expert in enumerate(experts):
+        token_index, slot = (chosen == index).nonzero(as_tuple=True)  # (m,), (m,)
+        if token_index.numel() == 0:
+            continue
+        hidden = u[token_index] @ expert.lora_A.T  # (m, rank)
+        update = (hidden @ expert.lora_B.T) * expert.scaling  # (m, d_out)
+        out.index_add_(0, token_index, update * weights[token_index, slot, None].to(update.dtype))
+    return out.view(*x.shape[:-1], -1)
+
+
+class OneLayer(nn.Module):
+    """The smallest model PEFT can wrap: one linear layer named ``linear``."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def build_arrow_layer(base: nn.Linear, experts: list[ExpertWeights], top_k: int, seed: int = 0) -> nn.Module:
+    """A PEFT model over ``OneLayer(base)`` whose experts are routed by Arrow, built as a user would build it.
+
+    ``create_arrow_model`` loads its experts from adapter directories only, so each expert is written to a
+    temporary directory as an ordinary PEFT LoRA adapter first. ``base`` is wrapped, not copied (PEFT also marks
+    its parameters as not trainable). Arrow needs every expert at the same rank, and takes no gates; ``top_k``
+    is capped at the number of experts, since its ``topk`` fails beyond it.
+    """
+    from peft import ArrowConfig, LoraConfig, create_arrow_model, get_peft_model, get_peft_model_state_dict
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    ranks = {expert.lora_A.shape[0] for expert in experts}
+    if len(ranks) != 1:
+        raise BenchConfigError(f"Arrow needs experts of one rank, got ranks {sorted(ranks)}")
+    rank = ranks.pop()
+    with tempfile.TemporaryDirectory(prefix="routelora-arrow-") as tmp:
+        paths = []
+        for index, expert in enumerate(experts):
+            # skip_init: the throwaway base only gives the adapter its shape; its weights are never saved
+            scratch = OneLayer(nn.utils.skip_init(nn.Linear, base.in_features, base.out_features, bias=False))
+            lora_config = LoraConfig(
+                r=rank, lora_alpha=expert.scaling * rank, target_modules=["linear"], lora_dropout=0.0
+            )
+            adapter = get_peft_model(scratch, lora_config)
+            with torch.no_grad():
+                adapter.base_model.model.linear.lora_A["default"].weight.copy_(expert.lora_A)
+                adapter.base_model.model.linear.lora_B["default"].weight.copy_(expert.lora_B)
+            # PeftModel.save_pretrained less its model card, which takes most of its time and is never read here
+            path = Path(tmp) / f"expert_{index}"
+            adapter.peft_config["default"].save_pretrained(path)
+            save_file(get_peft_model_state_dict(adapter), path / SAFETENSORS_WEIGHTS_NAME)
+            paths.append(str(path))
+        arrow_config = ArrowConfig(top_k=min(top_k, len(experts)), rng_seed=seed)
+        model = create_arrow_model(OneLayer(base), paths, arrow_config)
+    return model.eval()
+
+
+def routed_memory(layer: RoutedLinear) -> dict[str, float]:
+    """Bytes per expert of the routed layer's own buffers, against twice a LoRA adapter in float32.
+
+    ``bytes_per_expert`` counts what the brief asks for (stacked A, stacked B, gates); ``all_buffers_per_expert``
+    adds the pre-standardised gate keys and the availability mask, the layer's true extra memory.
+    """
+    own = sum(layer.get_buffer(name).nbytes for name in ("lora_A", "lora_B", "gates"))
+    everything = sum(buffer.nbytes for buffer in layer.buffers(recurse=False))
+    d_in, d_out = layer.base.in_features, layer.base.out_features
+    reference = 2 * layer.rank * (d_in + d_out) * FLOAT32_BYTES
+    per_expert = own / layer.num_experts
+    return {
+        "bytes_per_expert": per_expert,
+        "all_buffers_per_expert": everything / layer.num_experts,
+        "reference_bytes": float(reference),
+        "ratio": per_expert / reference,
+    }
+
+
+def _bench_one(
+    base: nn.Linear, experts: list[ExpertWeights], x: torch.Tensor, top_k: int, config: RoutingBenchConfig
+) -> dict[str, Any]:
+    d, n, r = base.in_features, len(experts), config.rank
+    router = RouterConfig(top_k=top_k)
+    routed = RoutedLinear(base, experts, router)
+    fns: dict[str, Callable[[], Any]] = {
+        "base": lambda: base(x),
+        "routed": lambda: routed(x),
+        "loop": lambda: per_expert_loop_forward(base, experts, x, router),
+    }
+    arrow_note = ""
+    try:
+        arrow = build_arrow_layer(base, experts, top_k, seed=config.seed)
+        fns["arrow"] = lambda: arrow(x)
+    except Exception as error:  # Arrow is a peer, not the subject: record why it is missing and go on
+        arrow_note = f"Arrow could not be built: {type(error).__name__}: {error}"
+    # Same math, so the loop is a fair peer only if it agrees with the layer; a row says how closely.
+    loop_diff = (per_expert_loop_forward(base, experts, x, router) - routed(x)).abs().max().item()
+    samples = time_samples(fns, config.repeats, config.warmup)
+    ms = {peer: statistics.median(samples[peer]) * 1e3 if peer in samples else None for peer in PEERS}
+    bound = 1 + 2 * n * r / d
+    routed_ratio = ms["routed"] / ms["base"]
+    memory = routed_memory(routed)
+    return {
+        "d": d,
+        "tokens": x.shape[0],
+        "rank": r,
+        "experts": n,
+        "top_k": top_k,
+        **{f"{peer}_ms": ms[peer] for peer in PEERS},
+        "routed_ratio": routed_ratio,
+        "flop_bound": bound,
+        "routed_over_bound": routed_ratio / bound,
+        "loop_ratio": ms["loop"] / ms["base"],
+        "arrow_ratio": ms["arrow"] / ms["base"] if ms["arrow"] is not None else None,
+        "speedup_vs_loop": ms["loop"] / ms["routed"],
+        "speedup_vs_arrow": ms["arrow"] / ms["routed"] if ms["arrow"] is not None else None,
+        "spread": max(spread(values) for values in samples.values()),
+        "loop_max_abs_diff": loop_diff,
+        "mem_bytes_per_expert": memory["bytes_per_expert"],
+        "mem_all_buffers_per_expert": memory["all_buffers_per_expert"],
+        "mem_reference_bytes": memory["reference_bytes"],
+        "mem_ratio": memory["ratio"],
+        "arrow_note": arrow_note,
+    }
+
+
+def run_routing_bench(
+    config: RoutingBenchConfig, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Time every peer on every (d, n, k) of ``config``; one row (a flat dict) per combination.
+
+    Float32 on CPU under ``torch.no_grad()``. ``progress`` is told each combination before it runs.
+    """
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    rows = []
+    try:
+        with torch.no_grad():
+            for d in config.sizes:
+                torch.manual_seed(config.seed)
+                base = nn.Linear(d, d).eval()
+                x = torch.randn(config.tokens, d, generator=torch.Generator().manual_seed(config.seed))
+                for n in config.experts:
+                    experts = make_experts(d, d, config.rank, n, seed=config.seed + 1)
+                    for k in config.top_k:
+                        if progress is not None:
+                            progress(f"d={d} n={n} k={k}")
+                        row = _bench_one(base, experts, x, k, config)
+                        row["threads"] = torch.get_num_threads()
+                        rows.append(row)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return rows
+
+
+# (header, row key, format) of the printed tables
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("d", "d", "d"),
+    ("n", "experts", "d"),
+    ("k", "top_k", "d"),
+    ("base ms", "base_ms", ".2f"),
+    ("routed ms", "routed_ms", ".2f"),
+    ("loop ms", "loop_ms", ".2f"),
+    ("arrow ms", "arrow_ms", ".2f"),
+    ("routed/base", "routed_ratio", ".3f"),
+    ("FLOP bound", "flop_bound", ".3f"),
+    ("/bound", "routed_over_bound", ".2f"),
+    ("loop/base", "loop_ratio", ".2f"),
+    ("arrow/base", "arrow_ratio", ".2f"),
+    ("x loop", "speedup_vs_loop", ".2f"),
+    ("x arrow", "speedup_vs_arrow", ".2f"),
+    ("mem/exp KiB", "mem_bytes_per_expert", "kib"),
+    ("ref KiB", "mem_reference_bytes", "kib"),
+    ("mem ratio", "mem_ratio", ".3f"),
+    ("spread", "spread", ".2f"),
+)
+
+
+def _cell(value: Any, spec: str) -> str:
+    if value is None:
+        return "n/a"
+    if spec == "kib":
+        return f"{value / 1024:.1f}"
+    return format(value, spec)
+
+
+def _cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    headers = [header for header, _, _ in COLUMNS]
+    return headers, [[_cell(row.get(key), spec) for _, key, spec in COLUMNS] for row in rows]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned text table, numbers right-aligned, with any Arrow notes below it."""
+    headers, body = _cells(rows)
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in [headers, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    notes = sorted({row["arrow_note"] for row in rows if row.get("arrow_note")})
+    noisy = [row for row in rows if row["spread"] > NOISY_SPREAD]
+    if noisy:
+        notes.append(
+            f"{len(noisy)}/{len(rows)} rows have a spread (slowest - fastest) / median above {NOISY_SPREAD}: "
+            "other processes were competing for the cores; rerun on a quiet machine "
+            "(or with --threads 1 and more repeats)."
+        )
+    if any(row["top_k"] > row["experts"] for row in rows):
+        notes.append("k > n keeps all n experts, in every peer.")
+    return "\n".join(lines + notes)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (header, alignment line, one line per row) for the README."""
+    headers, body = _cells(rows)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines)
+
+
+def target_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target: whether the measured rows meet it, and by how much."""
+    lines = []
+    worst = max(rows, key=lambda row: row["routed_over_bound"])
+    met = sum(row["routed_over_bound"] <= 1.5 for row in rows)
+    lines.append(
+        f"[{'MET' if met == len(rows) else 'NOT MET'}] routed/base within 1.5x of the FLOP bound 1 + 2nr/d: "
+        f"{met}/{len(rows)} rows; worst {worst['routed_over_bound']:.2f}x of the bound "
+        f"(d={worst['d']} n={worst['experts']} k={worst['top_k']})"
+    )
+    at_eight = [row for row in rows if row["experts"] == 8]
+    if at_eight:
+        low = min(row["speedup_vs_loop"] for row in at_eight)
+        verdict = "MET" if low >= 3 else "NOT MET"
+        speedups = ", ".join(f"d={r['d']} k={r['top_k']}: {r['speedup_vs_loop']:.2f}x" for r in at_eight)
+        lines.append(f"[{verdict}] >= 3x faster than the per-expert loop at n = 8: {speedups}")
+    else:
+        lines.append("[NOT MEASURED] >= 3x faster than the per-expert loop at n = 8: no row has n = 8")
+    against_arrow = [row["speedup_vs_arrow"] for row in rows if row["speedup_vs_arrow"] is not None]
+    if against_arrow:
+        faster = sum(s > 1 for s in against_arrow)
+        lines.append(
+            f"[{'MET' if faster == len(against_arrow) else 'NOT MET'}] faster than PEFT's Arrow: "
+            f"{faster}/{len(against_arrow)} rows; speed-up min {min(against_arrow):.2f}x, "
+            f"median {statistics.median(against_arrow):.2f}x, max {max(against_arrow):.2f}x"
+        )
+    else:
+        lines.append("[NOT MEASURED] faster than PEFT's Arrow: Arrow could not be built (see the notes)")
+    return lines
