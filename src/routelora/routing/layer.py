@@ -168,4 +168,6 @@ class RoutedLinear(nn.Module):
         return result + update.view(*x.shape[:-1], -1)
 
     def extra_repr(self) -> str:
-        return f"experts={self.num_experts}, base_candidates={self.num_base}, rank={self.rank}, top_k={self.config.top_k}"
+        return (
+            f"experts={self.num_experts}, base_candidates={self.num_base}, rank={self.rank}, top_k={self.config.top_k}"
+        )
