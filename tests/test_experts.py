@@ -178,3 +178,70 @@ def test_cli_expert_and_gate_train(setup, tmp_path, capsys):
     assert load_expert(out).has_gates and load_expert(out).rank == 2
     assert main(["expert", "train", "--base", str(tmp_path / "base"), "--task", task_file, "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_sequence_routing_decides_once_per_sequence_and_generates_with_the_cache(setup):
+    root, model, processor, tasks = setup
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    samples = load_split(tasks["colour"][0], "train").samples[:2] + load_split(tasks["shape"][0], "train").samples[:2]
+    batch = VLMCollator(processor)(samples, with_answers=False)
+    for vectors in ("gates", "prototypes"):
+        router = attach_router(model, experts, granularity="sequence", vectors=vectors, trace=True)
+        with torch.no_grad():
+            model(**batch)
+            for layer in router.layers.values():
+                per_sequence = layer.last_choice[:, 0].view(4, -1)
+                assert (per_sequence == per_sequence[:, :1]).all(), "one choice for every token of a sequence"
+            settings = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False)
+            cached = model.generate(**batch, use_cache=True, **settings)
+            uncached = model.generate(**batch, use_cache=False, **settings)
+        router.detach()
+        assert torch.equal(cached, uncached), vectors
+
+
+def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
+    root, model, processor, tasks = setup
+    save_checkpoint(model, processor, tmp_path / "base")
+    library = ExpertLibrary(tmp_path / "lib")
+    for _, directory in tasks.values():
+        library.add(directory)
+    task_files = [str(task.source) for task, _ in tasks.values()]
+    assert (
+        main(
+            [
+                "library",
+                "base-prototypes",
+                "--library",
+                str(tmp_path / "lib"),
+                "--base",
+                str(tmp_path / "base"),
+                "--task",
+                task_files[0],
+                "--samples",
+                "4",
+            ]
+        )
+        == 0
+    )
+    args = [
+        "eval",
+        "--model",
+        str(tmp_path / "base"),
+        "--library",
+        str(tmp_path / "lib"),
+        "--routing-report",
+        "--heatmap-dir",
+        str(tmp_path / "maps"),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    for task_file in task_files:
+        args += ["--task", task_file]
+    assert main([*args, "--granularity", "sequence", "--vectors", "prototypes", "--base-candidates"]) == 0
+    printed = capsys.readouterr().out
+    assert "to colour: image" in printed and "vs oracle" in printed
+    assert (tmp_path / "maps" / "routing-shape.png").stat().st_size > 1000
+    routing = json.loads((tmp_path / "r.json").read_text())["routing"]
+    assert {r["task"] for r in routing} == {"colour", "shape"}
+    assert all(len(r["shares"]["text"]) == 7 * 4 for r in routing)
+    assert main([*args[:5], "--expert", "colour", "--task", task_files[0]]) == 0

@@ -1,12 +1,18 @@
-"""``routelora eval``: score a model on one or more tasks."""
+"""``routelora eval``: score a model (plain, one expert, or routed over a library) on one or more tasks."""
 
 import argparse
 from pathlib import Path
 
-from routelora.cli.common import add_model_arguments, print_table
-from routelora.data.task import load_task
+from routelora.cli.common import add_model_arguments, add_router_arguments, print_table, router_config
+from routelora.data.task import TaskConfig, load_task
+from routelora.errors import RouteloraError
 from routelora.evaluation.evaluate import EvalResult, evaluate_task, write_json_atomic
+from routelora.evaluation.plots import routing_heatmap
+from routelora.evaluation.routing_report import RoutingReport, layer_shares, routing_report
+from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
+from routelora.routing.config import RouterConfig
+from routelora.routing.model import attach_router
 
 
 def evaluate(
@@ -17,11 +23,14 @@ def evaluate(
     batch_size: int = 32,
     skip_bad: bool = False,
     out: Path | None = None,
-    trust_remote_code: bool = False,
-    dtype: str | None = None,
-    device: str | None = None,
-) -> list[EvalResult]:
-    """Evaluate ``model`` on each task file; write scores and per-sample predictions as JSON to ``out``.
+    library: Path | None = None,
+    expert: str | None = None,
+    router: RouterConfig | None = None,
+    report: bool = False,
+    heatmap_dir: Path | None = None,
+    **load_options,
+) -> tuple[list[EvalResult], list[RoutingReport]]:
+    """Evaluate ``model`` on each task file, plain, with one expert of ``library``, or routed over all of it.
 
     Args:
         model: checkpoint directory or hub id.
@@ -31,19 +40,82 @@ def evaluate(
         batch_size: samples generated at once.
         skip_bad: skip bad samples (and report how many) instead of stopping at the first.
         out: JSON file for the results (default: none written).
-        trust_remote_code: allow the checkpoint's own modelling code.
-        dtype: weights' dtype.
-        device: where to run.
+        library: expert library; routed over all its experts unless ``expert`` names one.
+        expert: evaluate this expert of ``library`` alone.
+        router: routing settings.
+        report: also measure routing accuracy per layer and the oracle (each task's own expert alone).
+        heatmap_dir: write a routing heatmap PNG per task here.
+        load_options: ``trust_remote_code``, ``dtype``, ``device``.
     """
     configs = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
-    vlm, processor = load_vlm(model, trust_remote_code=trust_remote_code, dtype=dtype, device=device)
-    results = [
-        evaluate_task(vlm, processor, task, split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
-        for task in configs
-    ]
+    if expert is not None and library is None:
+        raise RouteloraError("--expert needs --library")
+    vlm, processor = load_vlm(model, **load_options)
+    run = _Runner(vlm, processor, split, limit, batch_size, skip_bad)
+    reports: list[RoutingReport] = []
+    if library is None:
+        results = [run(task) for task in configs]
+    else:
+        lib = ExpertLibrary(library)
+        if expert is not None:
+            if expert not in lib:
+                raise RouteloraError(f"no expert {expert!r} in {library}; it has {', '.join(lib.names()) or 'none'}")
+            handle = attach_router(vlm, lib.load([expert]), RouterConfig(top_k=1))
+            results = [run(task) for task in configs]
+            handle.detach()
+        else:
+            results, reports = _routed(run, vlm, lib, configs, router or RouterConfig(), report, heatmap_dir)
     if out is not None:
-        write_json_atomic(out, {"model": str(model), "split": split, "results": [vars(r) for r in results]})
-    return results
+        payload = {"model": str(model), "split": split, "library": str(library) if library else None}
+        payload["results"] = [vars(r) for r in results]
+        payload["routing"] = [vars(r) for r in reports]
+        write_json_atomic(out, payload)
+    return results, reports
+
+
+class _Runner:
+    def __init__(self, model, processor, split, limit, batch_size, skip_bad) -> None:
+        self.model, self.processor = model, processor
+        self.options = dict(split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
+
+    def __call__(self, task: TaskConfig) -> EvalResult:
+        return evaluate_task(self.model, self.processor, task, **self.options)
+
+
+def _routed(run, model, library: ExpertLibrary, tasks, config, report, heatmap_dir):
+    experts = library.load()
+    names = [e.name for e in experts]
+    own = {e.metadata.get("task", e.name): e for e in experts}
+    handle = attach_router(model, library, config)
+    results, reports = [], []
+    for task in tasks:
+        handle.record()
+        results.append(run(task))
+        counts = handle.routing_counts()
+        handle.record(False)
+        own_expert = own.get(task.name)
+        task_report = routing_report(task.name, counts, names, own_expert.name if own_expert else None)
+        task_report.routed_score = results[-1].score
+        if heatmap_dir is not None:
+            columns = [*names, "base"]
+            routing_heatmap(
+                layer_shares(counts),
+                list(counts),
+                columns,
+                f"routing on {task.name}",
+                Path(heatmap_dir) / f"routing-{task.name}.png",
+            )
+        reports.append(task_report)
+    if report:
+        handle.detach()
+        for task, task_report in zip(tasks, reports):
+            if task_report.own_expert is not None:
+                single = attach_router(model, [own[task.name]], RouterConfig(top_k=1))
+                task_report.oracle_score = run(task).score
+                single.detach()
+        handle = attach_router(model, library, config)
+    handle.detach()
+    return results, reports
 
 
 def results_table(results: list[EvalResult]) -> list[tuple[str, str]]:
@@ -56,8 +128,19 @@ def results_table(results: list[EvalResult]) -> list[tuple[str, str]]:
     return rows
 
 
+def report_table(reports: list[RoutingReport]) -> list[tuple[str, str]]:
+    """One row per task: own-expert share of image/text/generated tokens (mean over layers), routed vs oracle."""
+    rows = []
+    for r in reports:
+        target = r.own_expert or "base"
+        shares = ", ".join(f"{kind} {r.mean_share(kind):.2f}" for kind in ("image", "text", "generated"))
+        oracle = f"; routed {r.routed_score:.3f} vs oracle {r.oracle_score:.3f}" if r.oracle_score is not None else ""
+        rows.append((r.task, f"to {target}: {shares}{oracle}"))
+    return rows
+
+
 def _run(args: argparse.Namespace) -> None:
-    results = evaluate(
+    results, reports = evaluate(
         args.model,
         args.task,
         args.split,
@@ -65,11 +148,19 @@ def _run(args: argparse.Namespace) -> None:
         args.batch_size,
         args.skip_bad,
         args.out,
-        args.trust_remote_code,
-        args.dtype,
-        args.device,
+        args.library,
+        args.expert,
+        router_config(args),
+        args.routing_report,
+        args.heatmap_dir,
+        trust_remote_code=args.trust_remote_code,
+        dtype=args.dtype,
+        device=args.device,
     )
     print_table(results_table(results))
+    if reports:
+        print("\nrouting (share of tokens sent to the task's own expert, mean over layers):")
+        print_table(report_table(reports))
     if args.out:
         print(f"wrote {args.out}")
 
@@ -85,4 +176,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-bad", action="store_true", help="skip bad samples and report how many")
     parser.add_argument("--out", type=Path, help="write scores and per-sample predictions to this JSON file")
+    parser.add_argument("--library", type=Path, help="expert library: route between its experts")
+    parser.add_argument("--expert", help="evaluate this expert of the library alone")
+    parser.add_argument("--routing-report", action="store_true", help="routing accuracy per layer and the oracle")
+    parser.add_argument("--heatmap-dir", type=Path, help="write a routing heatmap PNG per task here")
+    add_router_arguments(parser)
     parser.set_defaults(run=_run)

@@ -165,6 +165,43 @@ def _run_remove(args: argparse.Namespace) -> None:
     print(f"removed expert {args.name} from {args.library}")
 
 
+def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 256, **load_options) -> list[str]:
+    """Store the base model's routing prototypes of general skills in a library, one per task file.
+
+    With ``--base-candidates`` the router then offers the base model itself: a sequence or token closer to a
+    general skill than to any expert gets no expert. The data is general data of the base model (for the tiny
+    base: its pretraining tasks), never a continual-learning task's.
+
+    Args:
+        library: the expert library directory.
+        base: the base model.
+        tasks: task YAML files of general data (their train split, else test split, is read).
+        samples: prompts averaged per skill.
+        load_options: ``trust_remote_code``, ``dtype``, ``device``.
+    """
+    from routelora.data.samples import load_split
+    from routelora.data.task import load_task
+    from routelora.gates.prototypes import compute_prototypes, save_base_prototypes
+    from routelora.models import get_layout
+
+    model, processor = load_vlm(base, **load_options)
+    targets = get_layout(model).targets
+    written = []
+    for path in tasks:
+        task = load_task(path)
+        split = "train" if task.data.train is not None else "test"
+        data = load_split(task, split, limit=samples).samples
+        prototypes = compute_prototypes(model, processor, data, targets, progress=f"prototypes {task.name}")
+        written.append(str(save_base_prototypes(library, task.name, prototypes)))
+    return written
+
+
+def _run_base_prototypes(args: argparse.Namespace) -> None:
+    options = {"trust_remote_code": args.trust_remote_code, "dtype": args.dtype, "device": args.device}
+    for path in base_prototypes(args.library, args.base, args.task, args.samples, **options):
+        print(f"wrote {path}")
+
+
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``library`` and its actions to the CLI."""
     common = argparse.ArgumentParser(add_help=False)
@@ -195,3 +232,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     remove = actions.add_parser("remove", parents=[common], help="delete one expert")
     remove.add_argument("name", metavar="NAME")
     remove.set_defaults(run=_run_remove)
+
+    prototypes = actions.add_parser(
+        "base-prototypes", parents=[common], help="store the base model's prototypes of general skills"
+    )
+    prototypes.add_argument("--base", required=True, metavar="MODEL", help="the base model")
+    prototypes.add_argument("--task", action="append", required=True, help="task YAML of general data (repeat)")
+    prototypes.add_argument("--samples", type=int, default=256, help="prompts averaged per skill")
+    add_model_arguments(prototypes, positional=False)
+    prototypes.set_defaults(run=_run_base_prototypes)

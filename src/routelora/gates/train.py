@@ -11,6 +11,7 @@ from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert, check_compatible, load_expert, save_gates
 from routelora.gates.layer import GatedLoraLinear
+from routelora.gates.prototypes import PROTOTYPES_FILE, compute_prototypes, save_prototypes
 from routelora.routing.swap import restore_modules, swap_modules
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
 
@@ -31,6 +32,8 @@ class GateTrainConfig:
     """Samples per step."""
     max_length: int = 160
     """Longest training sequence."""
+    prototype_samples: int = 256
+    """Training prompts averaged into the expert's routing prototypes (0 skips them)."""
     seed: int = 0
     """Seed of batch sampling."""
 
@@ -78,6 +81,11 @@ def train_gates(
         gates = {name: layer.gate.detach().float().cpu().clone() for name, layer in gated.items()}
     finally:
         restore_modules(model, {name: layer.base for name, layer in gated.items()})
+    if config.prototype_samples:
+        prototypes = compute_prototypes(
+            model, processor, samples[: config.prototype_samples], expert.targets, progress=progress and "prototypes"
+        )
+        save_prototypes(Path(expert_dir) / PROTOTYPES_FILE, prototypes, {"task": task.name})
     save_gates(expert_dir, gates, {**asdict(config), "task": task.name, "final_loss": result.losses[-1]})
     return gates, result
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+PAD, IMAGE, PROMPT, GENERATED = 0, 1, 2, 3
+KIND_NAMES = ("pad", "image", "text", "generated")
+
 
 @dataclass
 class RoutingContext:
@@ -21,6 +24,27 @@ class RoutingContext:
     """True in a cached decoding step: reuse the decisions of the prefill."""
     decisions: dict[str, torch.Tensor] = field(default_factory=dict)
     """Per layer name: (batch, candidates) mixing weights chosen at prefill."""
+    token_kinds: torch.Tensor | None = None
+    """(batch, seq) int: :data:`PAD`, :data:`IMAGE`, :data:`PROMPT` or :data:`GENERATED`, for traces."""
+    counts: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per layer name: (token kinds, experts + 1) tokens that chose each expert (last column: the base model),
+    accumulated while ``recording``."""
+    recording: bool = False
+    """Accumulate :attr:`counts` in every routed forward."""
+    num_experts: int = 0
+
+    def record(self, layer: str, chosen: torch.Tensor) -> None:
+        """Add one forward's top-1 choices (tokens, k) of ``layer`` to :attr:`counts`."""
+        if not self.recording or self.token_kinds is None:
+            return
+        kinds = self.token_kinds.reshape(-1).to(chosen.device)  # (tokens,)
+        if kinds.numel() != chosen.shape[0]:
+            return
+        first = chosen[:, 0].clone()  # (tokens,)
+        first[first < 0] = self.num_experts  # the base model's column
+        table = self.counts.setdefault(layer, torch.zeros(len(KIND_NAMES), self.num_experts + 1, dtype=torch.long))
+        flat = (kinds * (self.num_experts + 1) + first).cpu()
+        table += torch.bincount(flat, minlength=table.numel()).view_as(table)
 
 
 def install_context_hook(model: nn.Module, context: RoutingContext, image_token_id: int | None):
@@ -32,15 +56,20 @@ def install_context_hook(model: nn.Module, context: RoutingContext, image_token_
         cache = kwargs.get("past_key_values")
         cached_tokens = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         context.decoding = cached_tokens > 0
-        if context.decoding:
-            return
-        context.decisions.clear()
         if input_ids is None:
             context.pool_mask = attention_mask.bool() if attention_mask is not None else None
+            context.token_kinds = None
             return
-        mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        if image_token_id is not None:
-            mask = mask & (input_ids != image_token_id)
-        context.pool_mask = mask
+        if context.decoding:
+            context.token_kinds = torch.full_like(input_ids, GENERATED)
+            return
+        context.decisions.clear()
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        image = input_ids == image_token_id if image_token_id is not None else torch.zeros_like(real)
+        context.pool_mask = real & ~image
+        kinds = torch.full_like(input_ids, PROMPT)
+        kinds[image] = IMAGE
+        kinds[~real] = PAD
+        context.token_kinds = kinds
 
     return model.register_forward_pre_hook(before_forward, with_kwargs=True)

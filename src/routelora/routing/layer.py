@@ -161,6 +161,8 @@ class RoutedLinear(nn.Module):
             weights, chosen = self.routing_weights(self.scores(u))  # (tokens, candidates), (tokens, k)
         if self.config.trace:
             self.last_choice, self.last_weights = chosen, weights
+        if self.context is not None:
+            self.context.record(self.name, chosen)
         weights = weights[:, : self.num_experts]  # base candidates contribute no update
         hidden = (u @ self.lora_A.T).view(u.shape[0], self.num_experts, self.rank)  # (tokens, experts, rank)
         hidden = hidden * weights.to(hidden.dtype)[:, :, None]  # (tokens, experts, rank)

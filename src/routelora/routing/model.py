@@ -44,6 +44,20 @@ class RoutedModel:
             del self.model.routelora_router
         return self.model
 
+    @property
+    def context(self) -> RoutingContext:
+        return next(iter(self.layers.values())).context
+
+    def record(self, on: bool = True) -> None:
+        """Start (or stop) accumulating routing counts; starting clears earlier counts."""
+        if on:
+            self.context.counts.clear()
+        self.context.recording = on
+
+    def routing_counts(self) -> dict[str, torch.Tensor]:
+        """Per layer: (token kinds, experts + 1) counts of top-1 choices since :meth:`record` (last column: base)."""
+        return {name: table.clone() for name, table in self.context.counts.items()}
+
     def last_choices(self) -> dict[str, torch.Tensor]:
         """Experts chosen by each token in the last forward, per layer: (tokens, k), -1 for the base model."""
         return {name: layer.last_choice for name, layer in self.layers.items() if layer.last_choice is not None}
@@ -101,7 +115,7 @@ def attach_router(
             )
         vectors.append(routing or {})
     skills = sorted(base_prototypes) if config.base_candidates else []
-    context = RoutingContext()
+    context = RoutingContext(num_experts=len(experts))
     names = [name for name in _model_order(model) if any(name in expert.lora_A for expert in experts)]
 
     def routed(name: str, base: nn.Module) -> RoutedLinear:
@@ -113,12 +127,9 @@ def attach_router(
         return RoutedLinear(base, weights, config, base_keys=base_keys, context=context, name=name)
 
     originals = swap_modules(model, names, routed)
-    hook = None
-    if config.granularity == "sequence":
-        image_token_id = getattr(model.config, "image_token_id", None) or getattr(
-            model.config, "image_token_index", None
-        )
-        hook = install_context_hook(model, context, image_token_id)
+    # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
+    image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
+    hook = install_context_hook(model, context, image_token_id)
     layers = {n: model.get_submodule(n) for n in names}
     handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
     model.routelora_router = handle

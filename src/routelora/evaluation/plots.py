@@ -1,0 +1,39 @@
+"""Routing-pattern heatmaps (the paper's Figures 3 and 4): layers x experts, share of tokens."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or assumed
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def routing_heatmap(shares: torch.Tensor, layer_names: list[str], columns: list[str], title: str, out: Path) -> Path:
+    """Draw ``shares`` (layers, columns) as a heatmap PNG with one row per adapted layer."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    height = max(3.0, 0.12 * len(layer_names) + 1.5)
+    figure, axes = plt.subplots(figsize=(1.1 * len(columns) + 3.5, height))
+    image = axes.imshow(shares.numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    step = max(1, len(layer_names) // 28)
+    axes.set_yticks(range(0, len(layer_names), step), [_short(n) for n in layer_names[::step]], fontsize=7)
+    axes.set_xlabel("expert")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, label="share of tokens")
+    figure.tight_layout()
+    staging = out.with_name(f".{out.name}.tmp.png")
+    figure.savefig(staging, dpi=110)
+    plt.close(figure)
+    staging.replace(out)
+    return out
+
+
+def _short(name: str) -> str:
+    """``model.language_model.layers.3.self_attn.q_proj`` -> ``3.q_proj``."""
+    parts = name.split(".")
+    if "layers" in parts:
+        index = parts.index("layers")
+        return ".".join(parts[index + 1 : index + 2] + parts[-1:])
+    return name

@@ -1,0 +1,55 @@
+"""How well routing picks each task's own expert, and what that costs against the oracle expert."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from routelora.routing.context import IMAGE, KIND_NAMES, PROMPT
+
+REPORTED_KINDS = ("image", "text", "generated")
+
+
+@dataclass
+class RoutingReport:
+    """Routing accuracy of one task: shares of its tokens whose top-1 choice was the task's own expert."""
+
+    task: str
+    own_expert: str | None
+    """The expert trained on this task (None for a task with no expert, such as a retention benchmark)."""
+    shares: dict[str, list[float]] = field(default_factory=dict)
+    """Per token kind (image, text, generated): per layer, the share sent to ``own_expert`` (or to the base
+    model where the task has no expert)."""
+    expert_shares: dict[str, float] = field(default_factory=dict)
+    """Share of all the task's non-pad tokens, over every layer, that chose each expert (``base``: none)."""
+    routed_score: float | None = None
+    oracle_score: float | None = None
+    """Score of ``own_expert`` alone (the upper bound routing aims at)."""
+
+    def mean_share(self, kind: str) -> float:
+        values = self.shares.get(kind, [])
+        return sum(values) / len(values) if values else float("nan")
+
+
+def routing_report(
+    task: str, counts: dict[str, torch.Tensor], expert_names: list[str], own_expert: str | None
+) -> RoutingReport:
+    """Summarise per-layer counts (token kinds x experts + base) gathered while evaluating ``task``."""
+    column = expert_names.index(own_expert) if own_expert in expert_names else len(expert_names)
+    report = RoutingReport(task, own_expert if own_expert in expert_names else None)
+    for kind in REPORTED_KINDS:
+        row = KIND_NAMES.index(kind)
+        report.shares[kind] = [
+            (table[row, column] / table[row].sum()).item() for table in counts.values() if table[row].sum() > 0
+        ]
+    total = sum(table[[IMAGE, PROMPT, KIND_NAMES.index("generated")]].sum(0) for table in counts.values())
+    if isinstance(total, torch.Tensor) and total.sum() > 0:
+        shares = (total / total.sum()).tolist()
+        report.expert_shares = dict(zip([*expert_names, "base"], shares))
+    return report
+
+
+def layer_shares(counts: dict[str, torch.Tensor], kinds: tuple[str, ...] = REPORTED_KINDS) -> torch.Tensor:
+    """(layers, experts + 1) share of the given token kinds choosing each expert at each layer, for heatmaps."""
+    rows = [KIND_NAMES.index(kind) for kind in kinds]
+    tables = [table[rows].sum(0).float() for table in counts.values()]
+    return torch.stack([t / t.sum().clamp(min=1) for t in tables])
