@@ -1,0 +1,50 @@
+"""A procedural task world that mirrors the paper's task suite at a scale a tiny VLM learns on a CPU.
+
+Every image is a flat-colour scene, bar chart or bitmap-font page on a 3x3 grid of 16 px cells (at the
+default 48 px, one cell per image token), with small vocabularies and crisp deterministic rules:
+
+==================  ===========  =====================  =====================================================
+task                kind         metric                 rule
+==================  ===========  =====================  =====================================================
+caption             specialised  cider                  1-3 shapes -> "a red circle above a blue square"
+entailment          specialised  accuracy               hypothesis true / false / about an unseen property
+meme                specialised  accuracy               hateful ("yes") iff the image shows what the text mocks
+genre               specialised  multilabel_precision   genres cued by poster colours and by plot words
+mcq                 retention    multiple_choice        colour / shape / count / position, answer A-D
+chart               retention    relaxed_accuracy       bar value, difference, tallest / shortest bar
+doc                 retention    anls                   read a 3-letter code or one of its letters
+chart_trend         ablation     accuracy               3 bars -> rising / falling / peak / dip in the middle
+text_entailment     ablation     accuracy               entailment with a caption as the premise, no image
+arith_text          ablation     number_match           add / subtract word problems, numbers 0..20
+arith_image         ablation     number_match           count shapes (all or one colour), add / subtract
+arith_mixed         ablation     number_match           test only: text problems + problems counting the image
+==================  ===========  =====================  =====================================================
+
+:func:`generate_world` writes LLaVA-format JSONL + PNG + task YAML files; ``sizes`` takes a scale
+factor, one ``(train, test)`` pair for all tasks, or a mapping of task name to ``(train, test)``
+(see :func:`resolve_sizes`). :func:`world_corpus` gives tokenizer-training texts and
+:func:`contact_sheet` draws a few samples of each task for people to look at.
+"""
+
+from .corpus import world_corpus
+from .sampling import Sample, SampleContext, stable_seed
+from .sheet import contact_sheet
+from .tasks import TASK_SPECS, WORLD_TASKS, TaskSpec, resolve_sizes
+from .writer import WORLD_VERSION, TaskFiles, WorldManifest, generate_world, sample_record
+
+__all__ = [
+    "TASK_SPECS",
+    "WORLD_TASKS",
+    "WORLD_VERSION",
+    "Sample",
+    "SampleContext",
+    "TaskFiles",
+    "TaskSpec",
+    "WorldManifest",
+    "contact_sheet",
+    "generate_world",
+    "resolve_sizes",
+    "sample_record",
+    "stable_seed",
+    "world_corpus",
+]

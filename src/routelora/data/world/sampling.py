@@ -1,0 +1,71 @@
+"""Deterministic per-sample randomness and the in-memory sample record shared by every task."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from PIL import Image
+
+T = TypeVar("T")
+
+
+def stable_seed(*parts: object) -> int:
+    """A 64-bit seed from ``parts`` that is the same on every run and machine.
+
+    Python's ``hash()`` is salted per process, so it cannot be used for reproducible data.
+    """
+    key = "/".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+class Renderable(Protocol):
+    """Anything that can draw itself as a square RGB image."""
+
+    def render(self, size: int) -> Image.Image: ...
+
+
+@dataclass
+class Sample:
+    """One generated example before it is written to disk.
+
+    ``meta`` holds the ground truth the text was built from (scene, label, rule inputs); it stays in
+    memory for tests and analysis and is not written to the JSONL, which keeps the LLaVA format.
+    """
+
+    question: str
+    answer: str
+    references: list[str]
+    image: Renderable | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SampleContext:
+    """The randomness of sample ``index`` of one (seed, task, split).
+
+    Every sample gets its own generator, so sample ``i`` is the same whatever the split size: a larger
+    world is a superset of a smaller one with the same seed.
+    """
+
+    seed: int
+    task: str
+    split: str
+    index: int
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(stable_seed(self.seed, self.task, self.split, self.index))
+
+    def balanced(self, options: Sequence[T], stream: str = "label") -> T:
+        """Pick from ``options`` so that every consecutive block of ``len(options)`` samples holds each once.
+
+        Labels drawn this way are exactly balanced (up to one incomplete block) yet in random order;
+        ``stream`` separates independent balanced choices (e.g. answer letter vs question type).
+        """
+        block, pos = divmod(self.index, len(options))
+        order = list(options)
+        random.Random(stable_seed(self.seed, self.task, self.split, stream, block)).shuffle(order)
+        return order[pos]

@@ -1,0 +1,306 @@
+"""Tests of the procedural task world (routelora.data.world)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from routelora.data.world import (
+    TASK_SPECS,
+    WORLD_TASKS,
+    WorldManifest,
+    contact_sheet,
+    generate_world,
+    resolve_sizes,
+    world_corpus,
+)
+from routelora.data.world.charts import chart_geometry
+from routelora.data.world.scenes import COLOURS
+from routelora.data.world.tasks import METRICS
+
+TINY = (20, 10)
+TEXT_ONLY = {"text_entailment", "arith_text"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> WorldManifest:
+    return generate_world(tmp_path_factory.mktemp("w") / "world", seed=0, sizes=TINY, progress=False)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _samples(task: str, n: int, seed: int = 0, split: str = "train") -> list:
+    return [TASK_SPECS[task].sample(seed, split, i) for i in range(n)]
+
+
+def test_task_names_and_kinds() -> None:
+    assert list(WORLD_TASKS) == [
+        "caption",
+        "entailment",
+        "meme",
+        "genre",
+        "mcq",
+        "chart",
+        "doc",
+        "chart_trend",
+        "text_entailment",
+        "arith_text",
+        "arith_image",
+        "arith_mixed",
+    ]
+    assert Counter(WORLD_TASKS.values()) == {"specialised": 4, "retention": 3, "ablation": 5}
+
+
+def test_determinism(world: WorldManifest, tmp_path: Path) -> None:
+    again = generate_world(tmp_path / "again", seed=0, sizes=TINY, progress=False)
+    assert _files(world.root) == _files(again.root)
+    other = generate_world(tmp_path / "other", seed=1, sizes=TINY, progress=False)
+    for task in WORLD_TASKS:
+        assert (world.root / task / "test.jsonl").read_bytes() != (other.root / task / "test.jsonl").read_bytes()
+
+
+def test_sample_does_not_depend_on_split_size(world: WorldManifest, tmp_path: Path) -> None:
+    small = generate_world(tmp_path / "small", seed=0, sizes=(5, 3), tasks=["mcq", "arith_text"], progress=False)
+    for task in ("mcq", "arith_text"):
+        big_lines = (world.root / task / "train.jsonl").read_text().splitlines()
+        assert (small.root / task / "train.jsonl").read_text().splitlines() == big_lines[:5]
+
+
+def test_layout_and_yaml_schema(world: WorldManifest) -> None:
+    info = json.loads((world.root / "world.json").read_text())
+    assert info["seed"] == 0 and info["image_size"] == 48 and info["version"].startswith("routelora-world")
+    assert list(info["tasks"]) == list(WORLD_TASKS)
+    for name, kind in WORLD_TASKS.items():
+        doc = yaml.safe_load((world.root / f"{name}.yaml").read_text())
+        assert list(doc) == ["name", "description", "kind", "data", "metric", "labels", "max_new_tokens"]
+        assert doc["name"] == name and doc["kind"] == kind and doc["metric"] in METRICS
+        assert isinstance(doc["description"], str) and "\n" not in doc["description"]
+        assert isinstance(doc["max_new_tokens"], int) and doc["max_new_tokens"] > 0
+        assert set(doc["data"]) == {"train", "test"}
+        for split in ("train", "test"):
+            rel = doc["data"][split]
+            if name == "arith_mixed" and split == "train":
+                assert rel is None and not (world.root / name / "train.jsonl").exists()
+                continue
+            lines = (world.root / rel).read_text().splitlines()
+            assert len(lines) == (TINY[0] if split == "train" else TINY[1])
+        if doc["metric"] in ("accuracy", "multilabel_precision"):
+            assert doc["labels"] and len(set(doc["labels"])) == len(doc["labels"])
+        else:
+            assert doc["labels"] is None
+    assert world.tasks["arith_mixed"].train is None and world.tasks["caption"].n_train == TINY[0]
+
+
+def test_jsonl_records_and_images(world: WorldManifest) -> None:
+    for name in WORLD_TASKS:
+        spec = TASK_SPECS[name]
+        for split in ("train", "test"):
+            path = world.root / name / f"{split}.jsonl"
+            if not path.exists():
+                continue
+            for i, rec in enumerate(_records(path)):
+                assert rec["id"] == f"{name}-{split}-{i}"
+                human, gpt = rec["conversations"]
+                assert human["from"] == "human" and gpt["from"] == "gpt"
+                assert rec["references"] and gpt["value"] in rec["references"]
+                if spec.labels and spec.metric == "accuracy":
+                    assert gpt["value"] in spec.labels
+                if "image" in rec:
+                    assert human["value"].startswith("<image>\n") and human["value"].count("<image>") == 1
+                    with Image.open(path.parent / rec["image"]) as img:
+                        assert img.size == (48, 48) and img.mode == "RGB"
+                else:
+                    assert "<image>" not in human["value"]
+                    assert name in TEXT_ONLY | {"arith_mixed"}
+                if name in TEXT_ONLY:
+                    assert "image" not in rec
+                # The tiny model has ~64 tokens: prompts and answers must stay short.
+                assert len(human["value"].split()) <= 28 and len(gpt["value"].split()) <= 10
+
+
+def test_arith_mixed_has_both_modalities(world: WorldManifest) -> None:
+    recs = _records(world.root / "arith_mixed" / "test.jsonl")
+    assert {("image" in r) for r in recs} == {True, False}
+
+
+@pytest.mark.parametrize("task", ["entailment", "meme", "chart_trend", "text_entailment"])
+def test_label_balance(task: str) -> None:
+    labels = TASK_SPECS[task].labels
+    counts = Counter(s.answer for s in _samples(task, 300))
+    assert set(counts) == set(labels)
+    for label in labels:
+        assert abs(counts[label] / 300 - 1 / len(labels)) < 0.05
+
+
+def test_mcq_letters_and_types_balanced() -> None:
+    samples = _samples("mcq", 400)
+    assert Counter(s.answer for s in samples) == {"A": 100, "B": 100, "C": 100, "D": 100}
+    assert Counter(s.meta["qtype"] for s in samples) == {"colour": 100, "shape": 100, "count": 100, "position": 100}
+    for s in samples:
+        options = re.findall(r"^([ABCD])\. (.+)$", s.question, flags=re.M)
+        assert [k for k, _ in options] == ["A", "B", "C", "D"] and len({v for _, v in options}) == 4
+
+
+def test_meme_needs_both_modalities() -> None:
+    samples = _samples("meme", 4000)
+    fit, held_out = samples[:2000], samples[2000:]
+
+    def held_out_accuracy(feature) -> float:
+        """Accuracy on held-out samples of the majority label per feature value, learnt on the rest."""
+        votes = defaultdict(Counter)
+        for s in fit:
+            votes[feature(s)][s.answer] += 1
+        hits = [votes[feature(s)].most_common(1)[0][0] == s.answer for s in held_out if votes[feature(s)]]
+        return float(np.mean(hits))
+
+    text_features = [lambda s: s.meta["text"], lambda s: s.meta["target"], lambda s: s.meta["template"]]
+    image_features = [
+        lambda s: frozenset(s.meta["scene"].colours()),
+        lambda s: frozenset(s.meta["scene"].shape_kinds()),
+        lambda s: len(s.meta["scene"].shapes),
+        lambda s: (frozenset(s.meta["scene"].colours()), frozenset(s.meta["scene"].shape_kinds())),
+    ]
+    for feature in text_features + image_features:
+        assert held_out_accuracy(feature) < 0.57
+    for c in COLOURS:
+        with_c = [s.answer == "yes" for s in samples if c in s.meta["scene"].colours()]
+        assert 0.45 <= np.mean(with_c) <= 0.55
+    # Together they decide it: the mocked target is in the picture.
+    for s in samples:
+        scene = s.meta["scene"]
+        shown = scene.colours() | scene.shape_kinds()
+        assert (s.meta["target"] in shown) == (s.answer == "yes")
+
+
+def test_genre_uses_image_and_text() -> None:
+    samples = _samples("genre", 500)
+    genres = TASK_SPECS["genre"].labels
+    for s in samples:
+        answer = s.answer.split(", ")
+        assert answer and answer == [g for g in genres if g in answer]
+    assert any(s.meta["image_genres"] - s.meta["text_genres"] for s in samples)
+    assert any(s.meta["text_genres"] - s.meta["image_genres"] for s in samples)
+
+
+def test_caption_references() -> None:
+    for s in _samples("caption", 200):
+        assert len(s.references) >= 3 and len(set(s.references)) == len(s.references)
+        assert s.references[0] == s.answer and all(r.strip() for r in s.references)
+
+
+def _read_bars(img: Image.Image) -> dict[str, int]:
+    """Bar values read back from pixels: rows holding a bar colour, divided by the unit height."""
+    px = np.asarray(img)
+    unit = chart_geometry(img.size[0]).unit
+    bars = {}
+    for name, rgb in COLOURS.items():
+        rows = np.nonzero((px == rgb).all(axis=2).any(axis=1))[0]
+        if len(rows):
+            assert len(rows) % unit == 0
+            bars[name] = len(rows) // unit
+    return bars
+
+
+def test_chart_answers_match_pixels(tmp_path: Path) -> None:
+    root = generate_world(tmp_path / "w", sizes=(60, 1), tasks=["chart", "chart_trend"], progress=False).root
+    for rec in _records(root / "chart" / "train.jsonl"):
+        bars = _read_bars(Image.open(root / "chart" / rec["image"]).convert("RGB"))
+        question, answer = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
+        named = re.findall("|".join(COLOURS), question)
+        if "value of" in question:
+            assert str(bars[named[0]]) == answer
+        elif "difference" in question:
+            assert str(abs(bars[named[0]] - bars[named[1]])) == answer
+        elif "tallest" in question:
+            assert max(bars, key=bars.get) == answer
+        else:
+            assert min(bars, key=bars.get) == answer
+    for rec in _records(root / "chart_trend" / "train.jsonl"):
+        img = Image.open(root / "chart_trend" / rec["image"]).convert("RGB")
+        px = np.asarray(img)
+        bars = _read_bars(img)
+        left_to_right = sorted(bars, key=lambda c: np.nonzero((px == COLOURS[c]).all(axis=2).any(axis=0))[0][0])
+        a, b, c = (bars[k] for k in left_to_right)
+        expected = {(True, True): "rising", (False, False): "falling", (True, False): "peak in the middle"}
+        assert expected.get((a < b, b < c), "dip in the middle") == rec["conversations"][1]["value"]
+
+
+def test_doc_answers() -> None:
+    for s in _samples("doc", 100):
+        code = s.meta["code"]
+        assert s.answer in (" ".join(code), code[0], code[1], code[-1])
+
+
+def test_image_size_option(tmp_path: Path) -> None:
+    root = generate_world(tmp_path / "big", sizes=(2, 2), tasks=["mcq", "doc"], image_size=96, progress=False).root
+    with Image.open(root / "mcq" / "images" / "train_000000.png") as img:
+        assert img.size == (96, 96)
+    assert json.loads((root / "world.json").read_text())["image_size"] == 96
+
+
+def test_sizes_resolution() -> None:
+    default = resolve_sizes(None, list(WORLD_TASKS))
+    assert (
+        default["caption"] == (2000, 200) and default["mcq"] == (3000, 200) and default["arith_mixed"] == (None, 200)
+    )
+    assert resolve_sizes(0.01, ["caption"])["caption"] == (20, 2)
+    assert resolve_sizes({"meme": (7, 3)}, ["meme", "doc"]) == {"meme": (7, 3), "doc": (3000, 200)}
+    with pytest.raises(ValueError):
+        resolve_sizes({"nope": (1, 1)}, ["meme"])
+    with pytest.raises(ValueError):
+        generate_world("/nonexistent-never-written", tasks=["nope"], progress=False)
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(ctx):
+        if ctx.index == 5:
+            raise RuntimeError("injected")
+        return TASK_SPECS["caption"].generate(ctx)
+
+    monkeypatch.setitem(TASK_SPECS, "meme", dataclasses.replace(TASK_SPECS["meme"], generate=boom))
+    with pytest.raises(RuntimeError, match="injected"):
+        generate_world(tmp_path / "world", sizes=TINY, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replaces_a_world_but_not_other_folders(tmp_path: Path) -> None:
+    out = tmp_path / "world"
+    generate_world(out, sizes=(2, 2), tasks=["doc"], progress=False)
+    generate_world(out, sizes=(3, 2), tasks=["mcq"], progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["mcq", "mcq.yaml", "world.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        generate_world(precious, sizes=(2, 2), tasks=["doc"], progress=False)
+    assert (precious / "keep.txt").read_text() == "x"
+
+
+def test_world_corpus() -> None:
+    corpus = world_corpus(seed=0)
+    assert len(corpus) > 3000 and all(isinstance(t, str) and t for t in corpus)
+    assert not any("<image>" in t for t in corpus)
+    assert corpus == world_corpus(seed=0)
+    words = set(re.findall(r"[a-z]+", " ".join(corpus)))
+    assert {"circle", "entailment", "hateful", "scifi", "tallest", "written"} <= words
+
+
+def test_contact_sheet(world: WorldManifest, tmp_path: Path) -> None:
+    out = contact_sheet(world.root, tmp_path / "sheet.png", per_task=3)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 400 * 3
