@@ -61,8 +61,9 @@ def test_task_names_and_kinds() -> None:
         "arith_text",
         "arith_image",
         "arith_mixed",
+        "basics",
     ]
-    assert Counter(WORLD_TASKS.values()) == {"specialised": 4, "retention": 3, "ablation": 5}
+    assert Counter(WORLD_TASKS.values()) == {"specialised": 4, "retention": 3, "ablation": 5, "pretraining": 1}
 
 
 def test_determinism(world: WorldManifest, tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_layout_and_yaml_schema(world: WorldManifest) -> None:
                 continue
             lines = (world.root / rel).read_text().splitlines()
             assert len(lines) == (TINY[0] if split == "train" else TINY[1])
-        if doc["metric"] in ("accuracy", "multilabel_precision"):
+        if doc["metric"] in ("accuracy", "multilabel_precision") and kind != "pretraining":  # basics: open answers
             assert doc["labels"] and len(set(doc["labels"])) == len(doc["labels"])
         else:
             assert doc["labels"] is None
@@ -304,3 +305,11 @@ def test_contact_sheet(world: WorldManifest, tmp_path: Path) -> None:
     out = contact_sheet(world.root, tmp_path / "sheet.png", per_task=3)
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 400 * 3
+
+
+def test_basics_questions_are_direct_and_balanced() -> None:
+    samples = _samples("basics", 70)
+    kinds = Counter(s.meta["kind"] for s in samples)
+    assert len(kinds) == 7 and set(kinds.values()) == {10}
+    single = [s for s in samples if s.meta["kind"] in ("colour", "shape")]
+    assert all(len(s.image.shapes) == 1 and len(s.answer.split()) == 1 for s in single)

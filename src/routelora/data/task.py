@@ -16,7 +16,7 @@ METRIC_NAMES = (
     "multiple_choice",
     "number_match",
 )
-KINDS = ("specialised", "retention", "ablation", "custom")
+KINDS = ("specialised", "retention", "ablation", "pretraining", "custom")
 LABELLED_METRICS = ("accuracy", "multilabel_precision")
 
 
@@ -47,7 +47,8 @@ class TaskConfig:
     description: str = ""
     """One line for people."""
     kind: str = "custom"
-    """``specialised`` (a new task), ``retention`` (a general skill to keep), ``ablation`` or ``custom``."""
+    """``specialised`` (a new task), ``retention`` (a general skill to keep), ``ablation``, ``pretraining``
+    (generic data of the tiny base only) or ``custom``."""
     labels: list[str] | None = None
     """Label set of classification tasks (``accuracy``, ``multilabel_precision``); predictions map onto it."""
     max_new_tokens: int = 16

@@ -13,14 +13,20 @@ from .ablation import (
     make_chart_trend,
     make_text_entailment,
 )
+from .basics import make_basics
 from .language import ENTAILMENT_LABELS
 from .retention import make_chart, make_doc, make_mcq
 from .sampling import Sample, SampleContext
 from .specialised import GENRES, MEME_LABELS, make_caption, make_entailment, make_genre, make_meme
 
-KINDS = ("specialised", "retention", "ablation")
+KINDS = ("specialised", "retention", "ablation", "pretraining")
 METRICS = ("cider", "accuracy", "multilabel_precision", "relaxed_accuracy", "anls", "multiple_choice", "number_match")
-DEFAULT_SIZES = {"specialised": (2000, 200), "retention": (3000, 200), "ablation": (1000, 200)}
+DEFAULT_SIZES = {
+    "specialised": (2000, 200),
+    "retention": (3000, 200),
+    "ablation": (1000, 200),
+    "pretraining": (6000, 200),
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,15 @@ _SPECS = (
         4,
         make_arith_mixed,
         has_train=False,
+    ),
+    TaskSpec(
+        "basics",
+        "pretraining",
+        "Direct one-word perception questions, only for pretraining the tiny base (generic data).",
+        "accuracy",
+        None,
+        4,
+        make_basics,
     ),
 )
 

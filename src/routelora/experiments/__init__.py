@@ -1,0 +1,1 @@
+"""Experiments that drive the library end to end (the demo, ablations). The library never imports from here."""
