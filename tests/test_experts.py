@@ -245,3 +245,31 @@ def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
     assert {r["task"] for r in routing} == {"colour", "shape"}
     assert all(len(r["shares"]["text"]) == 7 * 4 for r in routing)
     assert main([*args[:5], "--expert", "colour", "--task", task_files[0]]) == 0
+
+
+def test_predict_shows_the_routing(setup, tmp_path, capsys):
+    root, model, processor, tasks = setup
+    save_checkpoint(model, processor, tmp_path / "base")
+    library = ExpertLibrary(tmp_path / "lib")
+    for _, directory in tasks.values():
+        library.add(directory)
+    image = root / "images" / "colour0.png"
+    args = [
+        "predict",
+        "--base",
+        str(tmp_path / "base"),
+        "--library",
+        str(tmp_path / "lib"),
+        "--image",
+        str(image),
+        "--prompt",
+        "What colour is the square?",
+        "--max-new-tokens",
+        "3",
+        "--show-routing",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "routing of the prompt tokens" in printed and "<image>" in printed and "layers)" in printed
+    assert main([*args[:6], "--image", str(root / "nope.png"), "--prompt", "hi"]) == 2
+    assert "cannot read image" in capsys.readouterr().err

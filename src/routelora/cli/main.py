@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from routelora import __version__
-from routelora.cli import bench, evaluate, expert, info, library, tiny, world
+from routelora.cli import bench, evaluate, expert, info, library, predict, tiny, world
 from routelora.errors import RouteloraError
 
-COMMANDS = (info, world, tiny, evaluate, expert, library, bench)
+COMMANDS = (info, world, tiny, evaluate, expert, library, predict, bench)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1

@@ -63,7 +63,10 @@ def build_library(base: Path, world: Path, library: Path, limit_steps: int | Non
 
 
 def evaluate_all(base: Path, world: Path, library: Path, out: Path, router: RouterConfig, limit: int | None = None):
-    """Base, oracle (each task's own expert) and routed scores on every task, with the routing report."""
+    """Base, oracle (each task's own expert alone) and routed scores on every task, with the routing report.
+
+    Routed scores are taken twice: with ``router`` and with the paper's recipe (:data:`PAPER_ROUTER`).
+    """
     model, processor = load_vlm(base)
     lib = ExpertLibrary(library)
     experts = lib.load()
@@ -75,40 +78,41 @@ def evaluate_all(base: Path, world: Path, library: Path, out: Path, router: Rout
     for expert in experts:
         handle = attach_router(model, [expert], RouterConfig(top_k=1))
         for task in tasks:
-            if task.name == expert.name or task.name in RETENTION:
-                rows[task.name][f"expert:{expert.name}"] = evaluate_task(model, processor, task, limit=limit).score
+            if task.name == expert.name:
+                rows[task.name]["oracle"] = evaluate_task(model, processor, task, limit=limit).score
         handle.detach()
-    handle = attach_router(model, lib, router)
-    reports = []
-    for task in tasks:
-        handle.record()
-        rows[task.name]["routed"] = evaluate_task(model, processor, task, limit=limit).score
-        counts = handle.routing_counts()
-        report = routing_report(task.name, counts, names, task.name if task.name in names else None)
-        reports.append(report)
-        routing_heatmap(
-            layer_shares(counts),
-            list(counts),
-            [*names, "base"],
-            f"routing on {task.name}",
-            out / f"routing-{task.name}.png",
-        )
-    handle.detach()
+    reports = {}
+    for label, config in (("routed", router), ("paper", PAPER_ROUTER)):
+        handle = attach_router(model, lib, config)
+        reports[label] = []
+        for task in tasks:
+            handle.record()
+            rows[task.name][label] = evaluate_task(model, processor, task, limit=limit).score
+            counts = handle.routing_counts()
+            reports[label].append(routing_report(task.name, counts, names, task.name if task.name in names else None))
+            title, png = f"{label} routing on {task.name}", out / f"{label}-routing-{task.name}.png"
+            routing_heatmap(layer_shares(counts), list(counts), [*names, "base"], title, png)
+        handle.detach()
     return rows, reports
 
 
-def markdown(rows: dict, reports: list) -> str:
-    """Scores and routing accuracy as Markdown tables."""
+def markdown(rows: dict, reports: dict) -> str:
+    """Scores and routing accuracy, the default router and the paper's recipe side by side.
+
+    Shares are of text / image tokens sent to the task's own expert (to the base model for retention tasks),
+    averaged over layers.
+    """
     lines = [
-        "| task | base | own expert | routed | text tokens to own expert | image tokens to own expert |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| task | base | own expert | routed (default) | text / image to own | paper recipe | text / image to own |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for report in reports:
-        row = rows[report.task]
-        own = row.get(f"expert:{report.task}")
+    for default, paper in zip(reports["routed"], reports["paper"]):
+        row = rows[default.task]
+        oracle = f"{row['oracle']:.3f}" if "oracle" in row else ""
         lines.append(
-            f"| {report.task} | {row['base']:.3f} | {'' if own is None else f'{own:.3f}'} | {row['routed']:.3f} | "
-            f"{report.mean_share('text'):.2f} | {report.mean_share('image'):.2f} |"
+            f"| {default.task} | {row['base']:.3f} | {oracle} | {row['routed']:.3f} | "
+            f"{default.mean_share('text'):.2f} / {default.mean_share('image'):.2f} | {row['paper']:.3f} | "
+            f"{paper.mean_share('text'):.2f} / {paper.mean_share('image'):.2f} |"
         )
     return "\n".join(lines)
 
@@ -130,9 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, reports = evaluate_all(base, world, library.root, args.out, router, args.limit)
     table = markdown(rows, reports)
     print(table)
-    write_json_atomic(
-        args.out / "results.json", {"router": asdict(router), "scores": rows, "routing": [vars(r) for r in reports]}
-    )
+    routing = {label: [vars(r) for r in items] for label, items in reports.items()}
+    write_json_atomic(args.out / "results.json", {"router": asdict(router), "scores": rows, "routing": routing})
     (args.out / "results.md").write_text(table + "\n")
     print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
 
