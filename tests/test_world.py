@@ -23,7 +23,7 @@ from routelora.data.world import (
     world_corpus,
 )
 from routelora.data.world.charts import chart_geometry
-from routelora.data.world.scenes import COLOURS
+from routelora.data.world.scenes import COLOURS, OUTLINE, POSITIONS, SHAPES
 from routelora.data.world.tasks import METRICS
 
 TINY = (20, 10)
@@ -147,13 +147,33 @@ def test_label_balance(task: str) -> None:
         assert abs(counts[label] / 300 - 1 / len(labels)) < 0.05
 
 
-def test_mcq_letters_and_types_balanced() -> None:
+def test_mcq_letters_balanced_and_answers_true() -> None:
     samples = _samples("mcq", 400)
     assert Counter(s.answer for s in samples) == {"A": 100, "B": 100, "C": 100, "D": 100}
     assert Counter(s.meta["qtype"] for s in samples) == {"colour": 100, "shape": 100, "count": 100, "position": 100}
+    vocab = {
+        "colour": list(COLOURS),
+        "shape": list(SHAPES),
+        "count": ["1", "2", "3", "4"],
+        "position": list(POSITIONS),
+    }
     for s in samples:
         options = re.findall(r"^([ABCD])\. (.+)$", s.question, flags=re.M)
-        assert [k for k, _ in options] == ["A", "B", "C", "D"] and len({v for _, v in options}) == 4
+        assert [k for k, _ in options] == ["A", "B", "C", "D"]
+        values = [v for _, v in options]
+        order = vocab[s.meta["qtype"]]
+        assert sorted(values, key=order.index) == values and len(set(values)) == 4  # natural order, distinct
+        chosen, scene, first = dict(options)[s.answer], s.meta["scene"], s.question.split("\n")[0]
+        if s.meta["qtype"] == "count":
+            assert chosen == str(len(scene.shapes))
+        elif s.meta["qtype"] == "colour":
+            kind = first.removeprefix("What colour is the ").removesuffix("?")
+            assert [x.colour for x in scene.with_shape(kind)] == [chosen]
+        elif s.meta["qtype"] == "shape":
+            colour = first.removeprefix("What shape is the ").removesuffix(" one?")
+            assert [x.shape for x in scene.with_colour(colour)] == [chosen]
+        else:
+            assert any(first == f"Where is the {x.name}?" and x.position == chosen for x in scene.shapes)
 
 
 def test_meme_needs_both_modalities() -> None:
@@ -204,15 +224,18 @@ def test_caption_references() -> None:
 
 
 def _read_bars(img: Image.Image) -> dict[str, int]:
-    """Bar values read back from pixels: rows holding a bar colour, divided by the unit height."""
+    """Bar values read back from pixels: in the middle column of each bar, the rows of its fill or outline
+    colour, divided by the unit height."""
     px = np.asarray(img)
     unit = chart_geometry(img.size[0]).unit
     bars = {}
     for name, rgb in COLOURS.items():
-        rows = np.nonzero((px == rgb).all(axis=2).any(axis=1))[0]
-        if len(rows):
-            assert len(rows) % unit == 0
-            bars[name] = len(rows) // unit
+        cols = np.nonzero((px == rgb).all(axis=2).any(axis=0))[0]
+        if len(cols):
+            column = px[:, (cols[0] + cols[-1]) // 2]
+            rows = int(((column == rgb).all(axis=1) | (column == OUTLINE).all(axis=1)).sum())
+            assert rows % unit == 0
+            bars[name] = rows // unit
     return bars
 
 

@@ -18,6 +18,7 @@ text_entailment     ablation     accuracy               entailment with a captio
 arith_text          ablation     number_match           add / subtract word problems, numbers 0..20
 arith_image         ablation     number_match           count shapes (all or one colour), add / subtract
 arith_mixed         ablation     number_match           test only: text problems + problems counting the image
+basics              pretraining  accuracy               direct one-word perception questions (pretraining only)
 ==================  ===========  =====================  =====================================================
 
 :func:`generate_world` writes LLaVA-format JSONL + PNG + task YAML files; ``sizes`` takes a scale

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from .scenes import BACKGROUND, COLOURS, GRID, cell_box
+from .scenes import BACKGROUND, COLOURS, GRID, OUTLINE, cell_box
 
 MAX_VALUE = 9
 GRID_RGB = (215, 215, 215)
@@ -21,7 +21,8 @@ AXIS_RGB = (60, 60, 60)
 
 @dataclass(frozen=True)
 class ChartGeometry:
-    """Where values land in pixels: value ``v`` fills rows ``baseline - v * unit`` .. ``baseline - 1``."""
+    """Where values land in pixels: value ``v`` fills rows ``baseline - v * unit`` .. ``baseline - 1``
+    (outline included)."""
 
     unit: int
     baseline: int
@@ -73,7 +74,8 @@ class BarChart:
             x0, _, x1, _ = cell_box(0, bar.col, size)
             pad = max(1, (x1 - x0) // 8)
             top = geo.baseline - bar.value * geo.unit
-            draw.rectangle((x0 + pad, top, x1 - pad - 1, geo.baseline - 1), fill=COLOURS[bar.colour])
+            # Outlined like the shapes, so a bar's top edge looks the same whatever its colour.
+            draw.rectangle((x0 + pad, top, x1 - pad - 1, geo.baseline - 1), fill=COLOURS[bar.colour], outline=OUTLINE)
         return img
 
 

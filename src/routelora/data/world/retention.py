@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from math import comb
 
 from .charts import sample_chart
 from .docs import DocPage, sample_code
@@ -14,15 +15,28 @@ LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 MCQ_TYPES = ("colour", "shape", "count", "position")
 
 
-def _options_block(correct: str, distractors: list[str], letter: str, rng: random.Random) -> list[str]:
-    """Put ``correct`` at ``letter`` and three distinct distractors, in random order, elsewhere."""
-    rest = rng.sample(distractors, len(LETTERS) - 1)
-    rest.insert(LETTERS.index(letter), correct)
-    return rest
+def _canonical_options(vocab: tuple[str, ...], letter: str, rng: random.Random) -> tuple[str, list[str]]:
+    """Pick the correct answer and three distractors from ``vocab`` so that, listed in ``vocab`` order, the
+    correct one lands at ``letter``; returns (correct, options).
+
+    Options keep the vocabulary's natural order (counts ascending, colours in palette order, cells in
+    reading order) rather than a shuffle. A shuffle makes the tiny model solve two hops at once (what is
+    in the image, then which letter holds it) and a 4-layer model trained for minutes stays at chance;
+    with a fixed order the letter follows from the perceived answer and the list of options.
+    """
+    k, n = LETTERS.index(letter), len(vocab)
+    # Exactly k options must come before the correct one, and 3 - k after it. Weighting each candidate by
+    # its number of such option sets makes the correct answer uniform over vocab while the letter (drawn
+    # first) stays exactly balanced.
+    weights = [comb(i, k) * comb(n - 1 - i, len(LETTERS) - 1 - k) for i in range(n)]
+    i = rng.choices(range(n), weights=weights)[0]
+    below = rng.sample(range(i), k)
+    above = rng.sample(range(i + 1, n), len(LETTERS) - 1 - k)
+    return vocab[i], [vocab[j] for j in sorted([*below, i, *above])]
 
 
 def _scene_where(ctx: SampleContext, ok: Callable[[Scene], bool], n_min: int = 1, n_max: int = 3) -> Scene:
-    """Redraw until ``ok(scene)`` holds (e.g. some shape kind occurs exactly once)."""
+    """Redraw until ``ok(scene)`` holds (e.g. a shape of the wanted colour whose kind occurs once)."""
     while True:
         scene = sample_scene(ctx.rng, n_min, n_max)
         if ok(scene):
@@ -32,31 +46,31 @@ def _scene_where(ctx: SampleContext, ok: Callable[[Scene], bool], n_min: int = 1
 def make_mcq(ctx: SampleContext) -> Sample:
     """MMBench analogue: colour / shape / count / position of shapes, 4 options, answer one letter.
 
-    Question types and correct letters are each exactly balanced in blocks of four.
+    Question types and correct letters are each exactly balanced in blocks of four; the correct answer
+    is chosen to fit the letter and the scene is then drawn to fit the answer.
     """
     rng = ctx.rng
     qtype = ctx.balanced(MCQ_TYPES, stream="qtype")
     letter = ctx.balanced(LETTERS, stream="letter")
     if qtype == "colour":
-        scene = _scene_where(ctx, lambda s: any(len(s.with_shape(k)) == 1 for k in s.shape_kinds()))
-        target = rng.choice([x for x in scene.shapes if len(scene.with_shape(x.shape)) == 1])
+        colour, options = _canonical_options(tuple(COLOURS), letter, rng)
+        scene = _scene_where(ctx, lambda s: any(len(s.with_shape(x.shape)) == 1 for x in s.with_colour(colour)))
+        target = rng.choice([x for x in scene.with_colour(colour) if len(scene.with_shape(x.shape)) == 1])
         question = f"What colour is the {target.shape}?"
-        options = _options_block(target.colour, [c for c in COLOURS if c != target.colour], letter, rng)
     elif qtype == "shape":
-        scene = _scene_where(ctx, lambda s: any(len(s.with_colour(c)) == 1 for c in s.colours()))
-        target = rng.choice([x for x in scene.shapes if len(scene.with_colour(x.colour)) == 1])
+        kind, options = _canonical_options(SHAPES, letter, rng)
+        scene = _scene_where(ctx, lambda s: any(len(s.with_colour(x.colour)) == 1 for x in s.with_shape(kind)))
+        target = rng.choice([x for x in scene.with_shape(kind) if len(scene.with_colour(x.colour)) == 1])
         question = f"What shape is the {target.colour} one?"
-        options = _options_block(target.shape, [k for k in SHAPES if k != target.shape], letter, rng)
     elif qtype == "count":
-        scene = sample_scene(rng, n=rng.randint(1, 4))
-        n = str(len(scene.shapes))
+        n, options = _canonical_options(("1", "2", "3", "4"), letter, rng)
+        scene = sample_scene(rng, n=int(n))
         question = "How many shapes are there?"
-        options = _options_block(n, [str(m) for m in range(1, 5) if str(m) != n], letter, rng)
     else:
-        scene = sample_scene(rng, 1, 3)
-        target = rng.choice(scene.shapes)
+        position, options = _canonical_options(POSITIONS, letter, rng)
+        scene = _scene_where(ctx, lambda s: any(x.position == position for x in s.shapes))
+        target = next(x for x in scene.shapes if x.position == position)
         question = f"Where is the {target.name}?"
-        options = _options_block(target.position, [p for p in POSITIONS if p != target.position], letter, rng)
     lines = [question] + [f"{k}. {v}" for k, v in zip(LETTERS, options)] + ["Answer with the letter."]
     meta = {"scene": scene, "qtype": qtype, "options": options}
     return Sample("\n".join(lines), letter, [letter], scene, meta)

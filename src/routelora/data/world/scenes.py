@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 GRID = 3
 BACKGROUND = (255, 255, 255)
+OUTLINE = (20, 20, 20)
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 160, 60),
@@ -102,24 +103,32 @@ class Scene:
 def draw_shape(
     draw: ImageDraw.ImageDraw, kind: str, rgb: tuple[int, int, int], box: tuple[int, int, int, int]
 ) -> None:
-    """Draw one shape inside a cell box, leaving a thin margin so neighbours never touch."""
+    """Draw one shape inside a cell box, leaving a thin margin so neighbours never touch.
+
+    Every shape gets a dark outline. Without it the silhouette's contrast with the background depends on
+    the fill colour, so the tiny vision tower has to learn each shape once per colour: a base pretrained
+    for minutes recognised letters (always dark ink) perfectly but shapes at chance.
+    """
     x0, y0, x1, y1 = box
     margin = max(1, (x1 - x0) // 10)
+    width = max(1, (x1 - x0) // 16)
     x0, y0, x1, y1 = x0 + margin, y0 + margin, x1 - margin - 1, y1 - margin - 1  # PIL boxes are inclusive
+    style = {"fill": rgb, "outline": OUTLINE, "width": width}
     if kind == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=rgb)
+        draw.ellipse((x0, y0, x1, y1), **style)
     elif kind == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=rgb)
+        draw.rectangle((x0, y0, x1, y1), **style)
     elif kind == "triangle":
-        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=rgb)
+        draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], **style)
     elif kind == "cross":
-        # Arms a third of the box wide: thick enough to stay visible at 14 px.
+        # Arms 40% of the box wide, so some fill colour remains inside the outline at 14 px.
         w = x1 - x0 + 1
-        arm = max(1, round(w / 3))
-        a0 = x0 + (w - arm) // 2
-        b0 = y0 + (w - arm) // 2
-        draw.rectangle((a0, y0, a0 + arm - 1, y1), fill=rgb)
-        draw.rectangle((x0, b0, x1, b0 + arm - 1), fill=rgb)
+        arm = max(3, round(w * 0.4))
+        a0, b0 = x0 + (w - arm) // 2, y0 + (w - arm) // 2
+        a1, b1 = a0 + arm - 1, b0 + arm - 1
+        points = [(a0, y0), (a1, y0), (a1, b0), (x1, b0), (x1, b1), (a1, b1)]
+        points += [(a1, y1), (a0, y1), (a0, b1), (x0, b1), (x0, b0), (a0, b0)]
+        draw.polygon(points, **style)
     else:
         raise ValueError(f"unknown shape kind {kind!r}")
 

@@ -155,7 +155,7 @@ _SPECS = (
 )
 
 TASK_SPECS: dict[str, TaskSpec] = {s.name: s for s in _SPECS}
-#: Ordered task names with their kind (specialised | retention | ablation).
+#: Ordered task names with their kind (specialised | retention | ablation | pretraining).
 WORLD_TASKS: dict[str, str] = {s.name: s.kind for s in _SPECS}
 
 SizeSpec = float | tuple[int, int] | Mapping[str, tuple[int, int]] | None
