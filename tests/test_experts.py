@@ -16,6 +16,7 @@ from routelora.experts import ExpertLibrary, load_expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+from routelora.routing.config import ONE_EXPERT, RouterConfig
 from routelora.routing.model import attach_router
 
 CORPUS = ["What colour is the square? red blue", "What shape is it? circle square"] * 20
@@ -85,7 +86,7 @@ def test_one_expert_k1_routed_logits_equal_peft(setup):
     with torch.no_grad():
         want = peft_model(**batch).logits
     peft_model.unload()
-    router = attach_router(model, [load_expert(directory)], top_k=1)
+    router = attach_router(model, [load_expert(directory)], ONE_EXPERT)
     with torch.no_grad():
         got = model(**batch).logits
     router.detach()
@@ -118,15 +119,17 @@ def test_library_save_load_gives_identical_routed_logits(setup, tmp_path):
         library.add(directory)
     batch = _batch(processor, tasks["shape"][0])
     experts = [load_expert(directory) for _, directory in tasks.values()]
-    router = attach_router(model, experts, top_k=2)
-    with torch.no_grad():
-        direct = model(**batch).logits
-    router.detach()
-    router = attach_router(model, ExpertLibrary(tmp_path / "lib").load(), top_k=2)
-    with torch.no_grad():
-        reloaded = model(**batch).logits
-    router.detach()
-    assert torch.equal(direct, reloaded)
+    token_level = RouterConfig(top_k=2, granularity="token", vectors="gates", base_candidates=False)
+    for config in (token_level, RouterConfig(base_candidates=False)):
+        router = attach_router(model, experts, config)
+        with torch.no_grad():
+            direct = model(**batch).logits
+        router.detach()
+        router = attach_router(model, ExpertLibrary(tmp_path / "lib").load(), config)
+        with torch.no_grad():
+            reloaded = model(**batch).logits
+        router.detach()
+        assert torch.equal(direct, reloaded), config
     with torch.no_grad():
         plain = model(**batch).logits
     assert not torch.equal(plain, direct), "detach() must restore the base and routing must change something"
@@ -187,8 +190,9 @@ def test_sequence_routing_decides_once_per_sequence_and_generates_with_the_cache
     experts = [load_expert(directory) for _, directory in tasks.values()]
     samples = load_split(tasks["colour"][0], "train").samples[:2] + load_split(tasks["shape"][0], "train").samples[:2]
     batch = VLMCollator(processor)(samples, with_answers=False)
-    for vectors in ("gates", "prototypes"):
-        router = attach_router(model, experts, granularity="sequence", vectors=vectors, trace=True)
+    for vectors, decide_from in (("gates", "each_layer"), ("prototypes", "each_layer"), ("prototypes", "embeddings")):
+        config = RouterConfig(vectors=vectors, decide_from=decide_from, base_candidates=False, trace=True)
+        router = attach_router(model, experts, config)
         with torch.no_grad():
             model(**batch)
             for layer in router.layers.values():
@@ -199,6 +203,48 @@ def test_sequence_routing_decides_once_per_sequence_and_generates_with_the_cache
             uncached = model.generate(**batch, use_cache=False, **settings)
         router.detach()
         assert torch.equal(cached, uncached), vectors
+
+
+def test_shared_decision_picks_each_tasks_expert_and_then_equals_it_alone(setup):
+    """Decided from the prompt's embeddings, every layer applies the same expert to every token of a sequence,
+    so the routed logits are that expert's alone; on these two tasks the prompt tells them apart."""
+    root, model, processor, tasks = setup
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    router = attach_router(model, experts, RouterConfig(base_candidates=False, trace=True))
+    for index, (task, _) in enumerate(tasks.values()):
+        batch = _batch(processor, task)
+        with torch.no_grad():
+            routed = model(**batch).logits
+        choices = torch.stack([layer.last_choice[:, 0] for layer in router.layers.values()])  # (layers, tokens)
+        assert (choices == index).all(), f"{task.name}: every layer and token takes expert {index}"
+        router.detach()
+        alone = attach_router(model, [experts[index]], ONE_EXPERT)
+        with torch.no_grad():
+            want = model(**batch).logits
+        alone.detach()
+        router = attach_router(model, experts, RouterConfig(base_candidates=False, trace=True))
+        torch.testing.assert_close(routed, want, atol=1e-5, rtol=1e-5)
+    router.detach()
+
+
+def test_shared_decision_needs_embedding_prototypes(setup, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from routelora.errors import RouteloraError
+
+    _, model, _, tasks = setup
+    old = tmp_path / "old"
+    shutil.copytree(tasks["colour"][1], old)
+    prototypes = load_file(old / "prototypes.safetensors")
+    del prototypes["input_embeddings"]
+    save_file(prototypes, old / "prototypes.safetensors")
+    with pytest.raises(RouteloraError, match="input-embedding prototype"):
+        attach_router(model, [load_expert(old), load_expert(tasks["shape"][1])], RouterConfig(base_candidates=False))
+    assert getattr(model, "routelora_router", None) is None
+    with pytest.raises(ValueError, match="prototypes"):
+        RouterConfig(vectors="gates")
 
 
 def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
@@ -239,7 +285,7 @@ def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
     ]
     for task_file in task_files:
         args += ["--task", task_file]
-    assert main([*args, "--granularity", "sequence", "--vectors", "prototypes", "--base-candidates"]) == 0
+    assert main(args) == 0  # the default router: sequence decisions by prototypes, base candidates
     printed = capsys.readouterr().out
     assert "to colour: image" in printed and "vs oracle" in printed
     assert (tmp_path / "maps" / "routing-shape.png").stat().st_size > 1000
@@ -247,6 +293,10 @@ def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
     assert {r["task"] for r in routing} == {"colour", "shape"}
     assert all(len(r["shares"]["text"]) == 7 * 4 for r in routing)
     assert main([*args[:5], "--expert", "colour", "--task", task_files[0]]) == 0
+    assert main([*args[:5], "--router", "paper", "--task", task_files[0]]) == 0
+    capsys.readouterr()
+    assert main([*args[:5], "--router", "paper", "--granularity", "sequence", "--task", task_files[0]]) == 2
+    assert "router options" in capsys.readouterr().err
 
 
 def test_predict_shows_the_routing(setup, tmp_path, capsys):
@@ -270,6 +320,9 @@ def test_predict_shows_the_routing(setup, tmp_path, capsys):
         "3",
         "--show-routing",
     ]
+    assert main(args) == 2, "the default router needs base prototypes, which this library lacks"
+    assert "--no-base-candidates" in capsys.readouterr().err
+    args.append("--no-base-candidates")
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "routing of the prompt tokens" in printed and "<image>" in printed and "layers)" in printed

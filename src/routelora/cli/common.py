@@ -24,27 +24,48 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 
 
 def add_router_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of routed inference, the same on every command that runs a routed model."""
-    from routelora.routing.config import GRANULARITIES, VECTORS, RouterConfig
+    """Options of routed inference, the same on every command that runs a routed model.
 
-    defaults = RouterConfig()
-    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="experts kept per token")
-    parser.add_argument("--granularity", choices=GRANULARITIES, default=defaults.granularity)
-    parser.add_argument("--vectors", choices=VECTORS, default=defaults.vectors, help="routing vectors")
-    parser.add_argument("--no-normalise", action="store_true", help="score with raw v.u (the paper's formula)")
+    ``--router`` picks a named recipe; every other option, when given, overrides that recipe's value.
+    """
+    from routelora.routing.config import DECIDE_FROM, GRANULARITIES, PRESETS, VECTORS
+
+    parser.add_argument(
+        "--router",
+        choices=sorted(PRESETS),
+        default="routelora",
+        help="routelora: one decision per sequence by prototypes, base model as a candidate (default); "
+        "paper: token-level top-1 by PHATGOOSE gates",
+    )
+    parser.add_argument("--top-k", type=int, help="experts kept per token or sequence")
+    parser.add_argument("--granularity", choices=GRANULARITIES, help="route each token, or each sequence")
+    parser.add_argument("--decide-from", choices=DECIDE_FROM, help="where a sequence decision is made")
+    parser.add_argument("--vectors", choices=VECTORS, help="routing vectors")
+    parser.add_argument(
+        "--no-normalise", action="store_const", const=False, dest="normalise", help="score with raw v.u"
+    )
     parser.add_argument("--fallback-threshold", type=float, help="below this best score, use the base model")
-    parser.add_argument("--base-candidates", action="store_true", help="offer the base model as candidates")
+    parser.add_argument(
+        "--base-candidates",
+        action=argparse.BooleanOptionalAction,
+        help="offer the base model as candidates (needs base prototypes in the library)",
+    )
 
 
 def router_config(args: argparse.Namespace):
-    """The RouterConfig the router options describe."""
-    from routelora.routing.config import RouterConfig
+    """The RouterConfig the router options describe: the ``--router`` recipe with the given options applied."""
+    from dataclasses import asdict
 
-    return RouterConfig(
-        top_k=args.top_k,
-        normalise=not args.no_normalise,
-        fallback_threshold=args.fallback_threshold,
-        granularity=args.granularity,
-        vectors=args.vectors,
-        base_candidates=args.base_candidates,
-    )
+    from routelora.errors import RouteloraError
+    from routelora.routing.config import PRESETS, RouterConfig
+
+    fields = asdict(PRESETS[args.router])
+    options = ("top_k", "granularity", "decide_from", "vectors", "normalise", "fallback_threshold", "base_candidates")
+    for name in options:
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    try:
+        return RouterConfig(**fields)
+    except ValueError as error:
+        raise RouteloraError(f"router options: {error}") from None

@@ -11,7 +11,7 @@ from routelora.evaluation.plots import routing_heatmap
 from routelora.evaluation.routing_report import RoutingReport, layer_shares, routing_report
 from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
-from routelora.routing.config import RouterConfig
+from routelora.routing.config import ONE_EXPERT, RouterConfig
 from routelora.routing.model import attach_router
 
 
@@ -60,7 +60,7 @@ def evaluate(
         if expert is not None:
             if expert not in lib:
                 raise RouteloraError(f"no expert {expert!r} in {library}; it has {', '.join(lib.names()) or 'none'}")
-            handle = attach_router(vlm, lib.load([expert]), RouterConfig(top_k=1))
+            handle = attach_router(vlm, lib.load([expert]), ONE_EXPERT)
             results = [run(task) for task in configs]
             handle.detach()
         else:
@@ -110,7 +110,7 @@ def _routed(run, model, library: ExpertLibrary, tasks, config, report, heatmap_d
         handle.detach()
         for task, task_report in zip(tasks, reports):
             if task_report.own_expert is not None:
-                single = attach_router(model, [own[task.name]], RouterConfig(top_k=1))
+                single = attach_router(model, [own[task.name]], ONE_EXPERT)
                 task_report.oracle_score = run(task).score
                 single.detach()
         handle = attach_router(model, library, config)

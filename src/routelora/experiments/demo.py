@@ -22,17 +22,15 @@ from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import compute_prototypes, save_base_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import get_layout, load_vlm
-from routelora.routing.config import RouterConfig
+from routelora.routing.config import ONE_EXPERT, PAPER_ROUTER, RouterConfig
 from routelora.routing.model import attach_router
 
 SPECIALISED = ("caption", "entailment", "meme", "genre")
 RETENTION = ("mcq", "chart", "doc")
 EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=2e-3, steps=300, batch_size=16)
 GATE_RECIPE = GateTrainConfig()
-# The paper's recipe, applied literally (ROUTING.md): token-level PHATGOOSE gates, top-1.
-PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates")
-# What routelora uses by default on the embedded world; see docs/routing.md for the evidence.
-DEFAULT_ROUTER = RouterConfig(top_k=1, granularity="sequence", vectors="prototypes", base_candidates=True)
+# What routelora uses by default; see docs/routing.md for the evidence.
+DEFAULT_ROUTER = RouterConfig()
 
 
 def build_library(base: Path, world: Path, library: Path, limit_steps: int | None = None) -> ExpertLibrary:
@@ -76,7 +74,7 @@ def evaluate_all(base: Path, world: Path, library: Path, out: Path, router: Rout
     for task in tasks:
         rows[task.name]["base"] = evaluate_task(model, processor, task, limit=limit).score
     for expert in experts:
-        handle = attach_router(model, [expert], RouterConfig(top_k=1))
+        handle = attach_router(model, [expert], ONE_EXPERT)
         for task in tasks:
             if task.name == expert.name:
                 rows[task.name]["oracle"] = evaluate_task(model, processor, task, limit=limit).score

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
+from routelora.routing.decision import EMBEDDINGS_KEY
 from routelora.routing.layer import standardise
 
 PROTOTYPES_FILE = "prototypes.safetensors"
@@ -34,7 +35,8 @@ def compute_prototypes(
 ) -> dict[str, torch.Tensor]:
     """Mean standardised input of each target linear over the prompts' text tokens (image and padding excluded).
 
-    Returns one float32 (d_in,) tensor per target name.
+    Returns one float32 (d_in,) tensor per target name, and under :data:`EMBEDDINGS_KEY` the same mean of the
+    language model's input embeddings (what whole-model sequence decisions are made from).
     """
     collator = VLMCollator(processor)
     image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
@@ -52,6 +54,9 @@ def compute_prototypes(
         return accumulate
 
     handles = [model.get_submodule(name).register_forward_pre_hook(hook(name)) for name in targets]
+    embed = hook(EMBEDDINGS_KEY)  # the embeddings' output is what the whole-model decision pools
+    embeddings = model.get_input_embeddings()
+    handles.append(embeddings.register_forward_hook(lambda module, inputs, output: embed(module, (output,))))
     device = next(model.parameters()).device
     model.eval()
     try:

@@ -224,7 +224,7 @@ def _bench_one(
     base: nn.Linear, experts: list[ExpertWeights], x: torch.Tensor, top_k: int, config: RoutingBenchConfig
 ) -> dict[str, Any]:
     d, n, r = base.in_features, len(experts), config.rank
-    router = RouterConfig(top_k=top_k)
+    router = RouterConfig(top_k=top_k, granularity="token", vectors="gates", base_candidates=False)
     routed = RoutedLinear(base, experts, router)
     fns: dict[str, Callable[[], Any]] = {
         "base": lambda: base(x),

@@ -4,11 +4,17 @@ from dataclasses import dataclass
 
 GRANULARITIES = ("token", "sequence")
 VECTORS = ("gates", "prototypes")
+DECIDE_FROM = ("embeddings", "each_layer")
 
 
 @dataclass
 class RouterConfig:
-    """How each routed layer chooses and mixes experts."""
+    """How each routed layer chooses and mixes experts.
+
+    The defaults are routelora's router: one decision per sequence from its prompt's input embeddings, by
+    prototypes, with the base model among the candidates (docs/routing.md has the evidence). :data:`PAPER_ROUTER`
+    is the paper's recipe, token-level PHATGOOSE gates.
+    """
 
     top_k: int = 1
     """Experts kept per token (the paper uses 1, PHATGOOSE 2)."""
@@ -17,13 +23,18 @@ class RouterConfig:
     paper's plain ``v . u``."""
     fallback_threshold: float | None = None
     """Tokens whose best score is below this use the base model alone (no expert); None disables the fallback."""
-    granularity: str = "token"
+    granularity: str = "sequence"
     """``token``: every token routes on its own at every layer (the paper). ``sequence``: each sequence decides
-    once per layer from the mean score of its prompt's text tokens, and that choice applies to all its tokens."""
-    vectors: str = "gates"
+    from the mean score of its prompt's text tokens, and that choice applies to all its tokens, image and
+    generated ones included."""
+    decide_from: str = "embeddings"
+    """Where a ``sequence`` decision is made. ``embeddings``: once for the whole model, from the prompt's input
+    embeddings before the first layer (one decision shared by every layer; needs prototype vectors).
+    ``each_layer``: every routed layer decides on its own from its own input (decisions may differ by layer)."""
+    vectors: str = "prototypes"
     """Routing vectors: ``gates`` (trained in stage 2, the paper) or ``prototypes`` (each expert's mean
     standardised activation on its own task's prompts, saved beside its gates)."""
-    base_candidates: bool = False
+    base_candidates: bool = True
     """Also offer the base model as candidates, with prototypes of general data saved in the library; a token
     or sequence that picks one gets no expert."""
     trace: bool = False
@@ -36,3 +47,25 @@ class RouterConfig:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.vectors not in VECTORS:
             raise ValueError(f"vectors must be one of {VECTORS}, got {self.vectors!r}")
+        if self.decide_from not in DECIDE_FROM:
+            raise ValueError(f"decide_from must be one of {DECIDE_FROM}, got {self.decide_from!r}")
+        if self.shared_decision and self.vectors != "prototypes":
+            raise ValueError(
+                "decide_from='embeddings' routes by the prompt's input embeddings, which only prototypes describe: "
+                "use vectors='prototypes', or decide_from='each_layer' with gates"
+            )
+
+    @property
+    def shared_decision(self) -> bool:
+        """One decision per sequence for the whole model, made from the input embeddings."""
+        return self.granularity == "sequence" and self.decide_from == "embeddings"
+
+
+PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
+"""The paper's recipe (ROUTING.md) applied literally: every token at every layer picks its top-1 expert by gates."""
+
+ONE_EXPERT = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
+"""For a single expert: every token takes it, which is the plain LoRA model (the oracle in evaluations)."""
+
+PRESETS = {"routelora": RouterConfig(), "paper": PAPER_ROUTER}
+"""Named routers of the command line's ``--router``."""

@@ -24,6 +24,9 @@ class RoutingContext:
     """True in a cached decoding step: reuse the decisions of the prefill."""
     decisions: dict[str, torch.Tensor] = field(default_factory=dict)
     """Per layer name: (batch, candidates) mixing weights chosen at prefill."""
+    shared: tuple[torch.Tensor, torch.Tensor] | None = None
+    """(batch, candidates) weights and (batch, k) choices decided once at prefill for every layer (see
+    :mod:`routelora.routing.decision`); None when each layer decides on its own."""
     token_kinds: torch.Tensor | None = None
     """(batch, seq) int: :data:`PAD`, :data:`IMAGE`, :data:`PROMPT` or :data:`GENERATED`, for traces."""
     counts: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -47,8 +50,14 @@ class RoutingContext:
         table += torch.bincount(flat, minlength=table.numel()).view_as(table)
 
 
-def install_context_hook(model: nn.Module, context: RoutingContext, image_token_id: int | None):
-    """Fill ``context`` from each top-level forward's inputs; returns the hook handle."""
+def install_context_hook(
+    model: nn.Module, context: RoutingContext, image_token_id: int | None, decider: nn.Module | None = None
+):
+    """Fill ``context`` from each top-level forward's inputs; returns the hook handle.
+
+    With a ``decider`` (:class:`~routelora.routing.decision.SequenceDecider`), each prefill also decides every
+    sequence's experts from its input embeddings, before the first layer runs.
+    """
 
     def before_forward(module: nn.Module, args: tuple, kwargs: dict) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -56,14 +65,19 @@ def install_context_hook(model: nn.Module, context: RoutingContext, image_token_
         cache = kwargs.get("past_key_values")
         cached_tokens = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
         context.decoding = cached_tokens > 0
-        if input_ids is None:
-            context.pool_mask = attention_mask.bool() if attention_mask is not None else None
-            context.token_kinds = None
-            return
         if context.decoding:
-            context.token_kinds = torch.full_like(input_ids, GENERATED)
+            context.token_kinds = None if input_ids is None else torch.full_like(input_ids, GENERATED)
             return
         context.decisions.clear()
+        context.shared = None
+        if input_ids is None:
+            embeddings = kwargs.get("inputs_embeds")
+            real = attention_mask.bool() if attention_mask is not None else None
+            context.pool_mask, context.token_kinds = real, None
+            if decider is not None and embeddings is not None:
+                real = real if real is not None else torch.ones(embeddings.shape[:2], dtype=torch.bool)
+                context.shared = decider(embeddings, real)
+            return
         real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         image = input_ids == image_token_id if image_token_id is not None else torch.zeros_like(real)
         context.pool_mask = real & ~image
@@ -71,5 +85,9 @@ def install_context_hook(model: nn.Module, context: RoutingContext, image_token_
         kinds[image] = IMAGE
         kinds[~real] = PAD
         context.token_kinds = kinds
+        if decider is not None:
+            # image and padding positions are looked up as token 0: they are pooled out anyway
+            embeddings = module.get_input_embeddings()(input_ids.masked_fill(~context.pool_mask, 0))
+            context.shared = decider(embeddings, context.pool_mask)
 
     return model.register_forward_pre_hook(before_forward, with_kwargs=True)

@@ -36,6 +36,26 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], eps=EPS)
 
 
+def top_k_weights(
+    scores: torch.Tensor, top_k: int, num_experts: int, fallback_threshold: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense mixing weights (rows, candidates), zero outside the top-k, and the chosen candidates (rows, k).
+
+    scores: (rows, candidates), the first ``num_experts`` columns experts, the rest base-model candidates. A row
+    whose best candidate is a base one, or whose best score is below ``fallback_threshold``, gets no expert: all
+    its weights are zero. A chosen index of -1 marks the base model.
+    """
+    k = min(top_k, scores.shape[-1])
+    kept, chosen = scores.topk(k, dim=-1)  # (rows, k)
+    weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (rows, candidates)
+    unclaimed = chosen[:, 0] >= num_experts  # (rows,) a base candidate ranks first
+    if fallback_threshold is not None:
+        unclaimed = unclaimed | (kept[:, 0] < fallback_threshold)
+    weights = weights.masked_fill(unclaimed[:, None], 0.0)
+    chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= num_experts), -1)
+    return weights, chosen
+
+
 class RoutedLinear(nn.Module):
     """``y = W u + sum_{i in top-k} w_i s_i B_i A_i u`` with ``w = softmax`` of the kept gate scores.
 
@@ -119,26 +139,19 @@ class RoutedLinear(nn.Module):
         return scores.masked_fill(~self.available, float("-inf"))
 
     def routing_weights(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense mixing weights (rows, candidates), zero outside the top-k, and the chosen candidates (rows, k).
-
-        A chosen index of -1 marks a row that fell back to the base model (below the threshold, or a base
-        candidate won).
-        """
-        k = min(self.config.top_k, self.num_experts + self.num_base)
-        kept, chosen = scores.topk(k, dim=-1)  # (rows, k)
-        weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (rows, candidates)
-        unclaimed = chosen[:, 0] >= self.num_experts  # (rows,) a base candidate ranks first
-        if self.config.fallback_threshold is not None:
-            unclaimed = unclaimed | (kept[:, 0] < self.config.fallback_threshold)
-        weights = weights.masked_fill(unclaimed[:, None], 0.0)
-        chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= self.num_experts), -1)
-        return weights, chosen
+        """Mixing weights and chosen candidates of :func:`top_k_weights` under this layer's settings."""
+        return top_k_weights(scores, self.config.top_k, self.num_experts, self.config.fallback_threshold)
 
     def _sequence_weights(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One decision per sequence, pooled over its prompt tokens at prefill and reused while decoding."""
+        """One decision per sequence, pooled over its prompt tokens at prefill and reused while decoding.
+
+        With a shared decision (made from the input embeddings before the first layer) every layer applies that.
+        """
         batch, seq = x.shape[0], x.shape[1]
         context = self.context
-        if context.decoding and self.name in context.decisions:
+        if context.shared is not None:
+            weights, chosen = context.shared  # (batch, candidates), (batch, k)
+        elif context.decoding and self.name in context.decisions:
             weights, chosen = context.decisions[self.name]  # (batch, candidates), (batch, k)
         else:
             scores = self.scores(u).view(batch, seq, -1)  # (batch, seq, candidates)

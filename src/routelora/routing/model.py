@@ -13,6 +13,7 @@ from routelora.experts.library import ExpertLibrary
 from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes, load_prototypes
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext, install_context_hook
+from routelora.routing.decision import EMBEDDINGS_KEY, SequenceDecider
 from routelora.routing.layer import ExpertWeights, RoutedLinear
 from routelora.routing.swap import restore_modules, swap_modules
 
@@ -104,7 +105,11 @@ def attach_router(
     if getattr(model, "routelora_router", None) is not None:
         raise RouteloraError("this model already has a router attached; detach() it first")
     if config.base_candidates and not base_prototypes:
-        raise RouteloraError("base_candidates needs base prototypes (`routelora library base-prototypes`)")
+        raise RouteloraError(
+            "the router offers the base model as a candidate, which needs base prototypes in the library "
+            "(`routelora library base-prototypes`); or route without it (`--no-base-candidates`, "
+            "base_candidates=False)"
+        )
     vectors = []
     for expert in experts:
         check_compatible(expert, model)
@@ -126,14 +131,40 @@ def attach_router(
         base_keys = torch.stack([base_prototypes[s][name] for s in skills]) if skills else None
         return RoutedLinear(base, weights, config, base_keys=base_keys, context=context, name=name)
 
+    decider = _decider(experts, vectors, base_prototypes, skills, config) if config.shared_decision else None
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
     image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
-    hook = install_context_hook(model, context, image_token_id)
+    hook = install_context_hook(model, context, image_token_id, decider)
     layers = {n: model.get_submodule(n) for n in names}
     handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
     model.routelora_router = handle
     return handle
+
+
+def _decider(
+    experts: list[Expert],
+    vectors: list[dict[str, torch.Tensor]],
+    base_prototypes: dict[str, dict[str, torch.Tensor]] | None,
+    skills: list[str],
+    config: RouterConfig,
+) -> SequenceDecider:
+    """The whole-model decision from input-embedding prototypes (experts', then the base skills')."""
+    for expert, routing in zip(experts, vectors):
+        if EMBEDDINGS_KEY not in routing:
+            raise RouteloraError(
+                f"expert {expert.name}'s {PROTOTYPES_FILE} has no input-embedding prototype (written by an older "
+                "routelora); `routelora gate train` computes it again"
+            )
+    missing = [skill for skill in skills if EMBEDDINGS_KEY not in base_prototypes[skill]]
+    if missing:
+        raise RouteloraError(
+            f"base prototypes {missing} have no input-embedding prototype; "
+            "run `routelora library base-prototypes` again"
+        )
+    expert_keys = torch.stack([routing[EMBEDDINGS_KEY] for routing in vectors])  # (experts, d)
+    base_keys = torch.stack([base_prototypes[s][EMBEDDINGS_KEY] for s in skills]) if skills else None
+    return SequenceDecider(expert_keys, base_keys, config.top_k, config.normalise, config.fallback_threshold)
 
 
 def _model_order(model: nn.Module) -> list[str]:
