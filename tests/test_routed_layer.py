@@ -110,3 +110,28 @@ def test_missing_expert_at_a_layer_is_never_chosen():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="do not fit a linear of 8 -> 8"):
         RoutedLinear(nn.Linear(8, 8), _experts(6, 8, ranks=[2]), RouterConfig())
+
+
+def test_per_sequence_experts_equal_the_dense_mixture():
+    """With one decision per sequence only the chosen experts are computed; the result is the same mixture, and a
+    base-model choice (-1) adds nothing."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(3)
+    base = nn.Linear(24, 16)
+    experts = _experts(24, 16, ranks=[4, 8, 2])
+    context = RoutingContext(num_experts=3)
+    layer = RoutedLinear(base, experts, RouterConfig(top_k=2, base_candidates=False), context=context)
+    x = torch.randn(3, 5, 24)
+    weights = torch.tensor([[0.7, 0.3, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # 3 experts + base
+    chosen = torch.tensor([[0, 1], [2, -1], [-1, -1]])
+    context.shared = (weights, chosen)
+    with torch.no_grad():
+        got = layer(x)
+        want = base(x)
+        for row in range(3):
+            for index, expert in enumerate(experts):
+                lora = (x[row] @ expert.lora_A.T) @ expert.lora_B.T * expert.scaling
+                want[row] += weights[row, index] * lora
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[2], base(x[2]))

@@ -204,10 +204,10 @@ def build_arrow_layer(base: nn.Linear, experts: list[ExpertWeights], top_k: int,
 def routed_memory(layer: RoutedLinear) -> dict[str, float]:
     """Bytes per expert of the routed layer's own buffers, against twice a LoRA adapter in float32.
 
-    ``bytes_per_expert`` counts what the brief asks for (stacked A, stacked B, gates); ``all_buffers_per_expert``
-    adds the pre-standardised gate keys and the availability mask, the layer's true extra memory.
+    ``bytes_per_expert`` counts what the brief asks for: stacked A with the gate keys (``down``) and stacked B;
+    ``all_buffers_per_expert`` adds the availability mask, the layer's true extra memory.
     """
-    own = sum(layer.get_buffer(name).nbytes for name in ("lora_A", "lora_B", "gates"))
+    own = sum(layer.get_buffer(name).nbytes for name in ("down", "lora_B"))
     everything = sum(buffer.nbytes for buffer in layer.buffers(recurse=False))
     d_in, d_out = layer.base.in_features, layer.base.out_features
     reference = 2 * layer.rank * (d_in + d_out) * FLOAT32_BYTES

@@ -118,69 +118,114 @@ class RoutedLinear(nn.Module):
             if expert.gate is not None:
                 gates[index] = expert.gate.float()
             available[index] = True
-        # (experts * rank, d_in) and (experts * rank, d_out): one matmul each for all experts
-        self.register_buffer("lora_A", stacked_A.reshape(-1, d_in).to(weight.device, weight.dtype), persistent=False)
-        self.register_buffer("lora_B", stacked_B.reshape(-1, d_out).to(weight.device, weight.dtype), persistent=False)
-        self.register_buffer("gates", gates.to(weight.device), persistent=False)  # (candidates, d_in), float32
         self.register_buffer("available", available.to(weight.device), persistent=False)
-        self.register_buffer("gate_keys", self._gate_keys(gates), persistent=False)
+        # One "down" matrix, the stacked A then the gate keys: a single product of the tokens gives every expert's
+        # A u and every candidate's raw score, so the input is read once (see scores_from).
+        keys = self._gate_keys(gates)  # (candidates, d_in)
+        down = torch.cat([stacked_A.reshape(-1, d_in), keys])  # (experts * rank + candidates, d_in)
+        self.register_buffer("down", down.to(weight.device, weight.dtype), persistent=False)
+        # (experts * rank, d_out), the LoRA scale folded in
+        self.register_buffer("lora_B", stacked_B.reshape(-1, d_out).to(weight.device, weight.dtype), persistent=False)
         self.last_choice: torch.Tensor | None = None
         self.last_weights: torch.Tensor | None = None
 
+    @property
+    def lora_A(self) -> torch.Tensor:
+        """(experts * rank, d_in) every expert's A, stacked (a view of :attr:`down`)."""
+        return self.down[: self.num_experts * self.rank]
+
+    @property
+    def gate_keys(self) -> torch.Tensor:
+        """(candidates, d_in) gates as scored: standardised (when normalising) and divided by sqrt(d_in)."""
+        return self.down[self.num_experts * self.rank :]
+
     def _gate_keys(self, gates: torch.Tensor) -> torch.Tensor:
-        """Gates as scored against tokens: standardised and divided by sqrt(d_in) once, ahead of time."""
         keys = standardise(gates) if self.config.normalise else gates
-        return (keys / math.sqrt(gates.shape[-1])).to(self.base.weight.device)  # (candidates, d_in)
+        return keys / math.sqrt(gates.shape[-1])  # (candidates, d_in)
+
+    def scores_from(self, u: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Scores (tokens, candidates) from the raw products ``raw = u @ gate_keys.T``.
+
+        Standardising u before the product is the same as dividing the raw product by u's standard deviation,
+        because the keys have zero mean: ``(u - mean) . k / std = u . k / std``. So u is never standardised
+        in memory, only its variance is taken.
+        """
+        scores = raw.float()  # (tokens, candidates)
+        if self.config.normalise:
+            variance = u.float().var(dim=-1, unbiased=False)  # (tokens,)
+            scores = scores * torch.rsqrt(variance + EPS)[:, None]
+        return scores.masked_fill(~self.available, float("-inf"))
 
     def scores(self, u: torch.Tensor) -> torch.Tensor:
         """Affinity of every token with every candidate. u: (tokens, d_in) -> (tokens, candidates)."""
-        query = standardise(u.float()) if self.config.normalise else u.float()
-        scores = query @ self.gate_keys.T  # (tokens, candidates)
-        return scores.masked_fill(~self.available, float("-inf"))
+        return self.scores_from(u, u @ self.gate_keys.T)
 
     def routing_weights(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixing weights and chosen candidates of :func:`top_k_weights` under this layer's settings."""
         return top_k_weights(scores, self.config.top_k, self.num_experts, self.config.fallback_threshold)
 
-    def _sequence_weights(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One decision per sequence, pooled over its prompt tokens at prefill and reused while decoding.
-
-        With a shared decision (made from the input embeddings before the first layer) every layer applies that.
-        """
+    def _sequence_weights(self, x: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's own decision per sequence: scores (tokens, candidates) pooled over the prompt's text
+        tokens at prefill, kept for the decoding steps. Returns (batch, candidates) weights, (batch, k) choices."""
         batch, seq = x.shape[0], x.shape[1]
         context = self.context
-        if context.shared is not None:
-            weights, chosen = context.shared  # (batch, candidates), (batch, k)
-        elif context.decoding and self.name in context.decisions:
-            weights, chosen = context.decisions[self.name]  # (batch, candidates), (batch, k)
-        else:
-            scores = self.scores(u).view(batch, seq, -1)  # (batch, seq, candidates)
-            mask = context.pool_mask if context.pool_mask is not None else torch.ones(batch, seq, dtype=torch.bool)
-            mask = mask.to(scores.device)[:, -seq:, None]  # (batch, seq, 1)
-            # a row with no poolable token (all image or padding) pools over every token instead
-            mask = mask | ~mask.any(dim=1, keepdim=True)
-            pooled = scores.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)  # (batch, candidates)
-            weights, chosen = self.routing_weights(pooled)
-            context.decisions[self.name] = (weights, chosen)
-        tokens_weights = weights[:, None, :].expand(batch, seq, -1).reshape(batch * seq, -1)
-        return tokens_weights, chosen[:, None, :].expand(batch, seq, -1).reshape(batch * seq, -1)
+        if context.decoding and self.name in context.decisions:
+            return context.decisions[self.name]
+        scores = scores.view(batch, seq, -1)  # (batch, seq, candidates)
+        mask = context.pool_mask if context.pool_mask is not None else torch.ones(batch, seq, dtype=torch.bool)
+        mask = mask.to(scores.device)[:, -seq:, None]  # (batch, seq, 1)
+        # a row with no poolable token (all image or padding) pools over every token instead
+        mask = mask | ~mask.any(dim=1, keepdim=True)
+        pooled = scores.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)  # (batch, candidates)
+        context.decisions[self.name] = self.routing_weights(pooled)
+        return context.decisions[self.name]
+
+    def _per_sequence_update(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The update when each sequence has its own k experts: only those are computed, ``1 + 2 k r / d`` of
+        the base layer's FLOPs whatever the number of experts.
+
+        x: (batch, seq, d_in); weights: (batch, candidates); chosen: (batch, k), -1 for the base model.
+        """
+        n, r = self.num_experts, self.rank
+        index = chosen.clamp(min=0)  # (batch, k)
+        kept = torch.where(chosen >= 0, weights.gather(1, index), 0.0).to(x.dtype)  # (batch, k)
+        batch, k = index.shape
+        down = self.lora_A.view(n, r, -1)[index].reshape(batch, k * r, -1)  # (batch, k * rank, d_in)
+        up = self.lora_B.view(n, r, -1)[index] * kept[:, :, None, None]  # (batch, k, rank, d_out)
+        hidden = torch.bmm(x, down.transpose(1, 2))  # (batch, seq, k * rank)
+        return torch.bmm(hidden, up.reshape(batch, k * r, -1))  # (batch, seq, d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base(x)  # (..., d_out)
-        u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
-        if self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None:
-            weights, chosen = self._sequence_weights(x, u)  # (tokens, candidates), (tokens, k)
+        sequence = self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None
+        if sequence and self.context.shared is not None:
+            weights, chosen = self.context.shared  # (batch, candidates), (batch, k): decided before the first layer
         else:
-            weights, chosen = self.routing_weights(self.scores(u))  # (tokens, candidates), (tokens, k)
+            u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
+            hidden, raw = (u @ self.down.T).split(
+                [self.num_experts * self.rank, self.down.shape[0] - self.lora_A.shape[0]], -1
+            )
+            scores = self.scores_from(u, raw)  # (tokens, candidates)
+            if not sequence:
+                weights, chosen = self.routing_weights(scores)  # (tokens, candidates), (tokens, k)
+                self._keep_trace(weights, chosen)
+                weights = weights[:, : self.num_experts].to(hidden.dtype)  # base candidates contribute no update
+                hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * weights[:, :, None]  # (tokens, n, r)
+                update = torch.addmm(result.reshape(u.shape[0], -1), hidden.flatten(1), self.lora_B)  # (tokens, d_out)
+                return update.view_as(result)
+            weights, chosen = self._sequence_weights(x, scores)  # (batch, candidates), (batch, k)
+        batch, seq = x.shape[0], x.shape[1]
+        self._keep_trace(
+            weights[:, None].expand(batch, seq, -1).flatten(0, 1), chosen[:, None].expand(batch, seq, -1).flatten(0, 1)
+        )
+        return result + self._per_sequence_update(x, weights, chosen)
+
+    def _keep_trace(self, weights: torch.Tensor, chosen: torch.Tensor) -> None:
+        """Per-token (tokens, candidates) weights and (tokens, k) choices, for traces and routing counts."""
         if self.config.trace:
             self.last_choice, self.last_weights = chosen, weights
         if self.context is not None:
             self.context.record(self.name, chosen)
-        weights = weights[:, : self.num_experts]  # base candidates contribute no update
-        hidden = (u @ self.lora_A.T).view(u.shape[0], self.num_experts, self.rank)  # (tokens, experts, rank)
-        hidden = hidden * weights.to(hidden.dtype)[:, :, None]  # (tokens, experts, rank)
-        update = hidden.reshape(u.shape[0], -1) @ self.lora_B  # (tokens, d_out)
-        return result + update.view(*x.shape[:-1], -1)
 
     def extra_repr(self) -> str:
         return (
