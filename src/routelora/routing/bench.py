@@ -8,7 +8,9 @@ Plain functions behind ``routelora bench routing``: it prints figures, it never 
   tokens, apply ``s B A u`` and scatter-add the weighted update;
 * PEFT's Arrow (``create_arrow_model``), the token-level router a user would otherwise pick. It routes by the SVD
   prototypes of the adapters rather than by gates, so it chooses other experts, but what it costs does not depend
-  on which experts it chooses: it computes every expert for every token and mixes them with dense coefficients.
+  on which experts it chooses: it computes every expert for every token and mixes them with dense coefficients;
+* ``RoutedLinear`` under routelora's default router (one decision per sequence, made before the first layer):
+  only each sequence's own k experts are computed.
 """
 
 import math
@@ -25,10 +27,12 @@ from torch import nn
 
 from routelora.errors import RouteloraError
 from routelora.routing.config import RouterConfig
+from routelora.routing.context import RoutingContext
 from routelora.routing.layer import ExpertWeights, RoutedLinear, standardise
 
 FLOAT32_BYTES = 4
-PEERS = ("base", "routed", "loop", "arrow")
+PEERS = ("base", "routed", "loop", "arrow", "sequence")
+SEQUENCE_LENGTH = 256  # tokens per sequence of the sequence-level peer (tokens / 256 sequences)
 NOISY_SPREAD = 0.5  # beyond it, some timed calls waited for the cores far longer than others
 
 
@@ -231,6 +235,14 @@ def _bench_one(
         "routed": lambda: routed(x),
         "loop": lambda: per_expert_loop_forward(base, experts, x, router),
     }
+    context = RoutingContext(num_experts=n)
+    sequence_layer = RoutedLinear(base, experts, RouterConfig(top_k=top_k, base_candidates=False), context=context)
+    sequences = max(1, x.shape[0] // SEQUENCE_LENGTH)
+    x_sequences = x[: sequences * SEQUENCE_LENGTH].view(sequences, -1, d)  # (sequences, length, d)
+    g = torch.Generator().manual_seed(config.seed)
+    picks = torch.rand(sequences, n, generator=g).topk(min(top_k, n), dim=-1)  # each sequence's own experts
+    context.shared = (torch.zeros(sequences, n).scatter_(1, picks.indices, picks.values.softmax(-1)), picks.indices)
+    fns["sequence"] = lambda: sequence_layer(x_sequences)
     arrow_note = ""
     try:
         arrow = build_arrow_layer(base, experts, top_k, seed=config.seed)
@@ -257,6 +269,9 @@ def _bench_one(
         "loop_ratio": ms["loop"] / ms["base"],
         "arrow_ratio": ms["arrow"] / ms["base"] if ms["arrow"] is not None else None,
         "speedup_vs_loop": ms["loop"] / ms["routed"],
+        "extra_vs_loop": (ms["loop"] - ms["base"]) / max(ms["routed"] - ms["base"], 1e-9),
+        "sequence_ratio": ms["sequence"] / ms["base"],
+        "sequence_flop_bound": 1 + 2 * min(top_k, n) * r / d,
         "speedup_vs_arrow": ms["arrow"] / ms["routed"] if ms["arrow"] is not None else None,
         "spread": max(spread(values) for values in samples.values()),
         "loop_max_abs_diff": loop_diff,
@@ -314,6 +329,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("arrow/base", "arrow_ratio", ".2f"),
     ("x loop", "speedup_vs_loop", ".2f"),
     ("x arrow", "speedup_vs_arrow", ".2f"),
+    ("extra: loop/routed", "extra_vs_loop", ".2f"),
+    ("seq ms", "sequence_ms", ".2f"),
+    ("seq/base", "sequence_ratio", ".3f"),
+    ("seq bound", "sequence_flop_bound", ".3f"),
     ("mem/exp KiB", "mem_bytes_per_expert", "kib"),
     ("ref KiB", "mem_reference_bytes", "kib"),
     ("mem ratio", "mem_ratio", ".3f"),
@@ -376,7 +395,13 @@ def target_summary(rows: list[dict[str, Any]]) -> list[str]:
         low = min(row["speedup_vs_loop"] for row in at_eight)
         verdict = "MET" if low >= 3 else "NOT MET"
         speedups = ", ".join(f"d={r['d']} k={r['top_k']}: {r['speedup_vs_loop']:.2f}x" for r in at_eight)
-        lines.append(f"[{verdict}] >= 3x faster than the per-expert loop at n = 8: {speedups}")
+        extra = ", ".join(f"{r['extra_vs_loop']:.2f}x" for r in at_eight)
+        ceiling = max(r["loop_ratio"] for r in at_eight)
+        lines.append(
+            f"[{verdict}] >= 3x faster than the per-expert loop at n = 8: {speedups}. Both include the base "
+            f"product, which the loop costs at most {ceiling:.2f}x of here, so no layer can be 3x faster than it; "
+            f"on the time routing adds to the base product, routed is {extra} faster than the loop"
+        )
     else:
         lines.append("[NOT MEASURED] >= 3x faster than the per-expert loop at n = 8: no row has n = 8")
     against_arrow = [row["speedup_vs_arrow"] for row in rows if row["speedup_vs_arrow"] is not None]
