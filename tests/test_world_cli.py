@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from routelora.cache import cached_base, cached_world
 from routelora.cli.main import main
 from routelora.data.task import load_task
@@ -75,3 +77,10 @@ def test_cache_builds_once_and_reuses(tmp_path, monkeypatch):
         cached_base(recipe=PretrainRecipe(steps=3, batch_size=4), progress=False, evaluate_tasks=(), eval_limit=1)
         != first
     )
+
+
+def test_pretrain_recipe_weights_must_match_tasks():
+    assert PretrainRecipe(weights=(4, 3, 3, 1.5)).weights == (4, 3, 3, 1.5)
+    for bad in ((1, 1), (1, 1, 1, -1)):
+        with pytest.raises(ValueError, match="weights"):
+            PretrainRecipe(weights=bad)

@@ -27,6 +27,8 @@ class PretrainRecipe:
     tasks: tuple[str, ...] = GENERIC_TASKS + RETENTION_TASKS
     """World tasks whose train splits make up the pretraining mix (mixed inside every batch): the generic
     perception questions and the retention benchmarks, never a specialised task."""
+    weights: tuple[float, ...] | None = None
+    """Sampling weight of each task in ``tasks`` (None: proportional to the size of its train split)."""
     steps: int = 2000
     """Optimizer steps (about 4 minutes on 2 cores at batch 16)."""
     batch_size: int = 16
@@ -46,6 +48,8 @@ class PretrainRecipe:
     def __post_init__(self) -> None:
         if not self.tasks:
             raise ValueError("tasks must name at least one world task")
+        if self.weights is not None and (len(self.weights) != len(self.tasks) or min(self.weights) < 0):
+            raise ValueError("weights must give one non-negative weight per task")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 
@@ -103,7 +107,7 @@ def pretrain_tiny(
         weight_decay=recipe.weight_decay,
         seed=recipe.seed,
     )
-    batches = mixed_batches(pools, collator, recipe.batch_size, seed=recipe.seed)
+    batches = mixed_batches(pools, collator, recipe.batch_size, seed=recipe.seed, weights=recipe.weights)
     result = train(model, model.parameters(), batches, config, progress="pretraining" if progress else False)
     names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)
     scores = {}
