@@ -66,3 +66,28 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "routelora"  # installed beside the interpreter running the tests
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("routelora ")
+
+
+def _imports_torch(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter imports torch (printed by ``code`` as its last line)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_building_the_parser_does_not_import_torch():
+    code = "import sys; import routelora.cli.main as m; m.build_parser(); print('torch' in sys.modules)"
+    assert not _imports_torch(code)  # --help of every command stays fast: torch comes in when a command runs
+
+
+def test_import_routelora_does_not_import_torch():
+    assert not _imports_torch("import sys, routelora; print('torch' in sys.modules)")
+
+
+def test_public_names_are_still_importable_from_the_package():
+    code = (
+        "import sys, routelora; from routelora import load_vlm, RouteloraError; "
+        "from routelora.models import load_vlm as direct; from routelora.errors import RouteloraError as error; "
+        "assert load_vlm is direct and RouteloraError is error; "
+        "assert all(hasattr(routelora, name) for name in routelora.__all__); print('torch' in sys.modules)"
+    )
+    assert _imports_torch(code)

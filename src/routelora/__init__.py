@@ -1,18 +1,38 @@
-"""routelora: continual learning for vision-language models by routing between LoRA experts."""
+"""routelora: continual learning for vision-language models by routing between LoRA experts.
+
+The public names below are imported on first use (PEP 562), so ``import routelora`` (and with it the
+``routelora`` command's ``--help``) does not pay for torch and transformers.
+"""
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from routelora.errors import RouteloraError  # noqa: E402
-from routelora.models import (  # noqa: E402
-    TinyVLMRecipe,
-    VLMLayout,
-    build_tiny_vlm,
-    freeze_vision_and_projector,
-    get_layout,
-    load_vlm,
-    resolve_layout,
-    summarize,
-)
+if TYPE_CHECKING:
+    from routelora.errors import RouteloraError
+    from routelora.models import (
+        TinyVLMRecipe,
+        VLMLayout,
+        build_tiny_vlm,
+        freeze_vision_and_projector,
+        get_layout,
+        load_vlm,
+        resolve_layout,
+        summarize,
+    )
+
+# public name -> the module it comes from
+_LAZY = {
+    "RouteloraError": "routelora.errors",
+    "TinyVLMRecipe": "routelora.models",
+    "VLMLayout": "routelora.models",
+    "build_tiny_vlm": "routelora.models",
+    "freeze_vision_and_projector": "routelora.models",
+    "get_layout": "routelora.models",
+    "load_vlm": "routelora.models",
+    "resolve_layout": "routelora.models",
+    "summarize": "routelora.models",
+}
 
 __all__ = [
     "RouteloraError",
@@ -26,3 +46,19 @@ __all__ = [
     "resolve_layout",
     "summarize",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name from its module on first access, then keep it here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -3,6 +3,8 @@
 Prints figures and checks them against the targets in words; it never fails on a slow figure.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -10,15 +12,15 @@ import platform
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from routelora.routing.bench import (
-    RoutingBenchConfig,
-    format_table,
-    markdown_table,
-    run_routing_bench,
-    target_summary,
-)
+from routelora.cli.common import given_options
+
+if TYPE_CHECKING:
+    from routelora.routing.bench import RoutingBenchConfig
+
+# the options that set a field of RoutingBenchConfig (the rest keep the dataclass's default)
+BENCH_OPTIONS = ("sizes", "tokens", "rank", "experts", "top_k", "repeats", "warmup", "threads")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -56,6 +58,8 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
         markdown: give the table as Markdown (for the README) instead of aligned text.
         json_path: also write the configuration, environment, rows and target lines there as JSON.
     """
+    from routelora.routing.bench import format_table, markdown_table, run_routing_bench, target_summary
+
     load_before = os.getloadavg()[0]
     rows = run_routing_bench(config, progress=lambda step: print(f"timing {step}", file=sys.stderr, flush=True))
     environment = {**_environment(), "load_average_1min_before": load_before}
@@ -77,26 +81,22 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
 
 
 def _run_routing(args: argparse.Namespace) -> None:
-    config = RoutingBenchConfig(
-        sizes=args.sizes,
-        tokens=args.tokens,
-        rank=args.rank,
-        experts=args.experts,
-        top_k=args.top_k,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        threads=args.threads,
-    )
+    from routelora.routing.bench import RoutingBenchConfig
+
+    config = RoutingBenchConfig(**given_options(args, BENCH_OPTIONS))
     print(bench_routing(config, markdown=args.markdown, json_path=args.json))
     if args.json is not None:
         print(f"wrote {args.json}")
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    """Add ``bench`` and its sub-commands to the CLI."""
+    """Add ``bench`` and its sub-commands to the CLI.
+
+    The options have no argparse default: a left-out option keeps RoutingBenchConfig's default, read when the
+    command runs (importing ``routelora.routing.bench`` imports torch).
+    """
     parser = subcommands.add_parser("bench", help="measure speed and memory (prints figures, asserts none)")
     benches = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    defaults = RoutingBenchConfig()
     routing = benches.add_parser(
         "routing",
         help="RoutedLinear against the base layer, a per-expert loop and PEFT's Arrow (float32, CPU)",
@@ -104,19 +104,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
         "routed layer's memory per expert.",
     )
-    routing.add_argument(
-        "--sizes", type=_int_list, default=defaults.sizes, metavar="D,...", help="layer sizes d (d_in = d_out)"
-    )
-    routing.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per forward")
-    routing.add_argument("--rank", type=int, default=defaults.rank, help="LoRA rank of every expert")
-    routing.add_argument(
-        "--experts", type=_int_list, default=defaults.experts, metavar="N,...", help="numbers of experts"
-    )
-    routing.add_argument(
-        "--top-k", type=_int_list, default=defaults.top_k, metavar="K,...", help="experts kept per token"
-    )
-    routing.add_argument("--repeats", type=int, default=defaults.repeats, help="timed calls per peer (median)")
-    routing.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed calls per peer first")
+    routing.add_argument("--sizes", type=_int_list, metavar="D,...", help="layer sizes d (d_in = d_out)")
+    routing.add_argument("--tokens", type=int, help="tokens per forward")
+    routing.add_argument("--rank", type=int, help="LoRA rank of every expert")
+    routing.add_argument("--experts", type=_int_list, metavar="N,...", help="numbers of experts")
+    routing.add_argument("--top-k", type=_int_list, metavar="K,...", help="experts kept per token")
+    routing.add_argument("--repeats", type=int, help="timed calls per peer (median)")
+    routing.add_argument("--warmup", type=int, help="untimed calls per peer first")
     routing.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
     routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     routing.add_argument("--markdown", action="store_true", help="print the table as Markdown, for the README")

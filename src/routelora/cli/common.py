@@ -1,6 +1,8 @@
 """Argument groups shared by several commands, and printing helpers."""
 
 import argparse
+from collections.abc import Iterable
+from typing import Any
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -14,6 +16,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, positional: bool = True
     parser.add_argument("--target-pattern", metavar="REGEX", help="regular expression restricting adapter targets")
     parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda where available)")
+
+
+def given_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The options among ``names`` given on the command line, to build a settings dataclass from.
+
+    Options that set a dataclass field are registered with no default (None): the dataclass's own default applies
+    to the ones left out, so it is written once, in the dataclass, and registering the option imports nothing.
+    """
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def print_table(rows: list[tuple[str, str]]) -> None:

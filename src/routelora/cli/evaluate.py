@@ -1,18 +1,20 @@
 """``routelora eval``: score a model (plain, one expert, or routed over a library) on one or more tasks."""
 
+from __future__ import annotations
+
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from routelora.cli.common import add_model_arguments, add_router_arguments, print_table, router_config
-from routelora.data.task import TaskConfig, load_task
 from routelora.errors import RouteloraError
-from routelora.evaluation.evaluate import EvalResult, evaluate_task, write_json_atomic
-from routelora.evaluation.plots import routing_heatmap
-from routelora.evaluation.routing_report import RoutingReport, layer_shares, routing_report
-from routelora.experts import ExpertLibrary
-from routelora.models import load_vlm
 from routelora.routing.config import ONE_EXPERT, RouterConfig
-from routelora.routing.model import attach_router
+
+if TYPE_CHECKING:
+    from routelora.data.task import TaskConfig
+    from routelora.evaluation.evaluate import EvalResult
+    from routelora.evaluation.routing_report import RoutingReport
+    from routelora.experts import ExpertLibrary
 
 
 def evaluate(
@@ -47,6 +49,12 @@ def evaluate(
         heatmap_dir: write a routing heatmap PNG per task here.
         load_options: ``trust_remote_code``, ``dtype``, ``device``.
     """
+    from routelora.data.task import load_task
+    from routelora.evaluation.evaluate import write_json_atomic
+    from routelora.experts import ExpertLibrary
+    from routelora.models import load_vlm
+    from routelora.routing.model import attach_router
+
     configs = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
     if expert is not None and library is None:
         raise RouteloraError("--expert needs --library")
@@ -79,10 +87,16 @@ class _Runner:
         self.options = dict(split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
 
     def __call__(self, task: TaskConfig) -> EvalResult:
+        from routelora.evaluation.evaluate import evaluate_task
+
         return evaluate_task(self.model, self.processor, task, **self.options)
 
 
 def _routed(run, model, library: ExpertLibrary, tasks, config, report, heatmap_dir):
+    from routelora.evaluation.plots import routing_heatmap
+    from routelora.evaluation.routing_report import layer_shares, routing_report
+    from routelora.routing.model import attach_router
+
     experts = library.load()
     names = [e.name for e in experts]
     own = {e.metadata.get("task", e.name): e for e in experts}

@@ -1,13 +1,31 @@
 """``routelora expert train`` and ``routelora gate train``: the two training stages of one task."""
 
+from __future__ import annotations
+
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from routelora.cli.common import add_model_arguments
-from routelora.data.task import load_task
-from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.gates.train import GateTrainConfig, train_gates
-from routelora.models import load_vlm
+from routelora.cli.common import add_model_arguments, given_options
+
+if TYPE_CHECKING:
+    from routelora.experts.train import ExpertTrainConfig
+    from routelora.gates.train import GateTrainConfig
+
+# the options that set a field of ExpertTrainConfig / GateTrainConfig (the rest keep the dataclass's default)
+EXPERT_OPTIONS = (
+    "rank",
+    "alpha",
+    "dropout",
+    "lr",
+    "steps",
+    "epochs",
+    "batch_size",
+    "grad_accumulation",
+    "warmup_ratio",
+    "seed",
+)
+GATE_OPTIONS = ("steps", "lr", "batch_size", "seed")
 
 
 def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **load_options) -> Path:
@@ -20,6 +38,10 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **
         config: LoRA and optimisation settings.
         load_options: ``trust_remote_code``, ``dtype``, ``device``, ``language_model``, ``target_pattern``.
     """
+    from routelora.data.task import load_task
+    from routelora.experts.train import train_expert
+    from routelora.models import load_vlm
+
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
     path, result = train_expert(model, processor, task_config, out, config)
@@ -40,6 +62,10 @@ def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **l
         config: gate training settings (PHATGOOSE's by default: 100 steps, lr 5e-3).
         load_options: as for :func:`expert_train`.
     """
+    from routelora.data.task import load_task
+    from routelora.gates.train import train_gates
+    from routelora.models import load_vlm
+
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
     gates, result = train_gates(model, processor, expert, task_config, config)
@@ -61,58 +87,53 @@ def _load_options(args: argparse.Namespace) -> dict:
 
 
 def _run_expert(args: argparse.Namespace) -> None:
-    config = ExpertTrainConfig(
-        rank=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        lr=args.lr,
-        steps=args.steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accumulation=args.grad_accumulation,
-        warmup_ratio=args.warmup_ratio,
-        seed=args.seed,
-    )
+    from routelora.experts.train import ExpertTrainConfig
+
+    config = ExpertTrainConfig(**given_options(args, EXPERT_OPTIONS))
     expert_train(args.base, args.task, args.out, config, **_load_options(args))
 
 
 def _run_gate(args: argparse.Namespace) -> None:
-    config = GateTrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    from routelora.gates.train import GateTrainConfig
+
+    config = GateTrainConfig(**given_options(args, GATE_OPTIONS))
     gate_train(args.base, args.expert, args.task, config, **_load_options(args))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    """Add ``expert`` and ``gate`` to the CLI."""
-    defaults = ExpertTrainConfig()
+    """Add ``expert`` and ``gate`` to the CLI.
+
+    The training options have no argparse default: a left-out option keeps ExpertTrainConfig's or
+    GateTrainConfig's default, read when the command runs (importing those modules imports torch).
+    """
     expert = subcommands.add_parser("expert", help="stage 1: LoRA experts")
     expert_actions = expert.add_subparsers(dest="expert_command", metavar="ACTION", required=True)
     train = expert_actions.add_parser("train", help="train a LoRA expert on one task's data")
     train.add_argument("--base", required=True, help="base model directory or hub id")
     train.add_argument("--task", type=Path, required=True, help="task YAML file")
     train.add_argument("--out", type=Path, required=True, help="expert directory to create")
-    train.add_argument("--rank", type=int, default=defaults.rank)
-    train.add_argument("--alpha", type=float, default=defaults.alpha)
-    train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--steps", type=int, default=defaults.steps)
+    train.add_argument("--rank", type=int)
+    train.add_argument("--alpha", type=float)
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--steps", type=int)
     train.add_argument("--epochs", type=float, help="passes over the data (overrides --steps)")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--grad-accumulation", type=int, default=defaults.grad_accumulation)
-    train.add_argument("--warmup-ratio", type=float, default=defaults.warmup_ratio)
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--grad-accumulation", type=int)
+    train.add_argument("--warmup-ratio", type=float)
+    train.add_argument("--seed", type=int)
     add_model_arguments(train, positional=False)
     train.set_defaults(run=_run_expert)
 
-    gate_defaults = GateTrainConfig()
     gate = subcommands.add_parser("gate", help="stage 2: gate vectors")
     gate_actions = gate.add_subparsers(dest="gate_command", metavar="ACTION", required=True)
     gate_train_parser = gate_actions.add_parser("train", help="train an expert's gates with everything else frozen")
     gate_train_parser.add_argument("--base", required=True, help="the base model the expert was trained on")
     gate_train_parser.add_argument("--expert", type=Path, required=True, help="expert directory")
     gate_train_parser.add_argument("--task", type=Path, required=True, help="the expert's task YAML file")
-    gate_train_parser.add_argument("--steps", type=int, default=gate_defaults.steps)
-    gate_train_parser.add_argument("--lr", type=float, default=gate_defaults.lr)
-    gate_train_parser.add_argument("--batch-size", type=int, default=gate_defaults.batch_size)
-    gate_train_parser.add_argument("--seed", type=int, default=gate_defaults.seed)
+    gate_train_parser.add_argument("--steps", type=int)
+    gate_train_parser.add_argument("--lr", type=float)
+    gate_train_parser.add_argument("--batch-size", type=int)
+    gate_train_parser.add_argument("--seed", type=int)
     add_model_arguments(gate_train_parser, positional=False)
     gate_train_parser.set_defaults(run=_run_gate)

@@ -1,11 +1,16 @@
 """``routelora info MODEL``: what routelora sees in a model."""
 
+from __future__ import annotations
+
 import argparse
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from routelora.cli.common import add_model_arguments, print_table
-from routelora.models import ModelSummary, get_layout, load_vlm, summarize
+
+if TYPE_CHECKING:
+    from routelora.models import ModelSummary
 
 
 def info(
@@ -26,6 +31,8 @@ def info(
         dtype: weights' dtype.
         device: where to load the model.
     """
+    from routelora.models import get_layout, load_vlm, summarize
+
     vlm, _ = load_vlm(
         model,
         trust_remote_code=trust_remote_code,

@@ -5,8 +5,6 @@ import json
 
 from routelora.cli.common import add_model_arguments, print_table
 from routelora.errors import RouteloraError
-from routelora.experts import ExpertLibrary
-from routelora.models import load_vlm
 
 
 def _scores_text(scores: dict, prefix: str = "") -> list[str]:
@@ -23,6 +21,8 @@ def _scores_text(scores: dict, prefix: str = "") -> list[str]:
 
 def list_experts(library: str) -> list[dict]:
     """One summary row per expert: name, task, rank, number of targets, whether gates are trained, scores."""
+    from routelora.experts import ExpertLibrary
+
     rows = []
     experts = ExpertLibrary(library)
     for name in experts.names():
@@ -43,6 +43,8 @@ def list_experts(library: str) -> list[dict]:
 
 def show_expert(library: str, name: str) -> dict:
     """Everything known about expert ``name``: ``expert.json``, ranks, targets, gates, sizes."""
+    from routelora.experts import ExpertLibrary
+
     return ExpertLibrary(library).show(name)
 
 
@@ -77,6 +79,9 @@ def add_expert(
     Returns:
         The expert's name in the library.
     """
+    from routelora.experts import ExpertLibrary
+    from routelora.models import load_vlm
+
     if (expert_dir is None) == (peft is None):
         raise RouteloraError("give either an EXPERT_DIR or --peft DIR, not both or neither")
     if peft is None:
@@ -97,6 +102,8 @@ def add_expert(
 
 def remove_expert(library: str, name: str) -> None:
     """Delete expert ``name`` from ``library``, leaving the others untouched."""
+    from routelora.experts import ExpertLibrary
+
     ExpertLibrary(library).remove(name)
 
 
@@ -182,7 +189,7 @@ def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 25
     from routelora.data.samples import load_split
     from routelora.data.task import load_task
     from routelora.gates.prototypes import compute_prototypes, save_base_prototypes
-    from routelora.models import get_layout
+    from routelora.models import get_layout, load_vlm
 
     model, processor = load_vlm(base, **load_options)
     targets = get_layout(model).targets

@@ -4,15 +4,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from routelora.cli.common import add_model_arguments, add_router_arguments, router_config
-from routelora.data.collate import VLMCollator
-from routelora.data.samples import Sample
-from routelora.evaluation.evaluate import generate_answers
-from routelora.models import load_vlm
 from routelora.routing.config import RouterConfig
-from routelora.routing.model import attach_router
 
 
 def predict(
@@ -40,6 +33,14 @@ def predict(
     Returns:
         The answer and, with ``show_routing``, ``(token, choices)`` rows.
     """
+    import torch
+
+    from routelora.data.collate import VLMCollator
+    from routelora.data.samples import Sample
+    from routelora.evaluation.evaluate import generate_answers
+    from routelora.models import load_vlm
+    from routelora.routing.model import attach_router
+
     model, processor = load_vlm(base, **load_options)
     sample = Sample(id="prompt", prompt=prompt, answer="", references=[], image=image, origin="command line")
     sample.load_image()  # a missing or unreadable image fails here, naming the file

@@ -1,13 +1,17 @@
 """``routelora tiny ...``: the embedded tiny VLM (build, pretrain, find the cached pretrained base)."""
 
+from __future__ import annotations
+
 import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from routelora.cli.common import print_table
-from routelora.models.pretrain import PretrainRecipe, PretrainReport, pretrain_tiny
-from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+
+if TYPE_CHECKING:
+    from routelora.models.pretrain import PretrainReport
 
 
 def tiny_build(out: Path, seed: int = 0) -> Path:
@@ -17,6 +21,8 @@ def tiny_build(out: Path, seed: int = 0) -> Path:
         out: directory to create (must not exist or be empty).
         seed: seed of the weight initialisation.
     """
+    from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+
     recipe = TinyVLMRecipe(seed=seed)
     model, processor = build_tiny_vlm(recipe)
     return save_checkpoint(model, processor, out, extra={"recipe": asdict(recipe), "trained": False})
@@ -31,6 +37,9 @@ def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 
         steps: optimizer steps (default: the recipe's).
         seed: seed of the weight initialisation and of batch sampling.
     """
+    from routelora.models.pretrain import PretrainRecipe, pretrain_tiny
+    from routelora.models.tiny import TinyVLMRecipe
+
     recipe = PretrainRecipe(seed=seed) if steps is None else PretrainRecipe(seed=seed, steps=steps)
     return pretrain_tiny(world, out, TinyVLMRecipe(seed=seed), recipe)
 
