@@ -227,6 +227,19 @@ def test_shared_decision_picks_each_tasks_expert_and_then_equals_it_alone(setup)
     router.detach()
 
 
+def test_attach_router_options_override_one_field_of_a_preset(setup):
+    import routelora
+
+    _, model, _, tasks = setup
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    router = routelora.attach_router(model, experts, routelora.PAPER_ROUTER, top_k=2)
+    assert router.config == RouterConfig(top_k=2, granularity="token", vectors="gates", base_candidates=False)
+    router.detach()
+    router = routelora.attach_router(model, experts, base_candidates=False)
+    assert router.config == RouterConfig(base_candidates=False)
+    router.detach()
+
+
 def test_shared_decision_needs_embedding_prototypes(setup, tmp_path):
     import shutil
 

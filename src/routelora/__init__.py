@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from routelora.errors import RouteloraError
+    from routelora.experts.library import ExpertLibrary
     from routelora.models import (
         TinyVLMRecipe,
         VLMLayout,
@@ -20,12 +21,18 @@ if TYPE_CHECKING:
         resolve_layout,
         summarize,
     )
+    from routelora.routing.config import PAPER_ROUTER, RouterConfig
+    from routelora.routing.model import attach_router
 
 # public name -> the module it comes from
 _LAZY = {
+    "ExpertLibrary": "routelora.experts.library",
+    "PAPER_ROUTER": "routelora.routing.config",
     "RouteloraError": "routelora.errors",
+    "RouterConfig": "routelora.routing.config",
     "TinyVLMRecipe": "routelora.models",
     "VLMLayout": "routelora.models",
+    "attach_router": "routelora.routing.model",
     "build_tiny_vlm": "routelora.models",
     "freeze_vision_and_projector": "routelora.models",
     "get_layout": "routelora.models",
@@ -35,10 +42,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "ExpertLibrary",
+    "PAPER_ROUTER",
     "RouteloraError",
+    "RouterConfig",
     "TinyVLMRecipe",
     "VLMLayout",
     "__version__",
+    "attach_router",
     "build_tiny_vlm",
     "freeze_vision_and_projector",
     "get_layout",

@@ -1,7 +1,7 @@
 """Attach a router to a model: every adapter target becomes a routed layer over all loaded experts."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -85,14 +85,15 @@ def attach_router(
     Args:
         model: a loaded VLM (see :func:`routelora.load_vlm`).
         experts: loaded experts, or a library (object or directory) whose experts are all loaded.
-        config: routing settings; keyword ``options`` (``top_k=2``...) build one when it is not given.
+        config: routing settings (default ``RouterConfig()``); keyword ``options`` (``top_k=2``...) override
+            single fields of it.
         base_prototypes: general-skill prototypes of the base model (skill -> layer -> vector), used when
             ``config.base_candidates``; read from the library when ``experts`` is one.
 
     Returns:
         A :class:`RoutedModel`; also reachable as ``model.routelora_router``.
     """
-    config = config or RouterConfig(**options)
+    config = replace(config, **options) if config is not None else RouterConfig(**options)
     if isinstance(experts, str | Path):
         experts = ExpertLibrary(experts)
     if isinstance(experts, ExpertLibrary):
