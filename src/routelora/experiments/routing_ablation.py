@@ -98,19 +98,27 @@ def best_gate_scores(base: Path, world: Path, library: Path, samples: int = 32) 
     return quantiles
 
 
+def _mean_share(shares: dict, label: str, tasks: tuple[str, ...]) -> str:
+    """Mean share of text tokens sent to the task's own candidate over ``tasks``; blank for rows without shares."""
+    if label not in shares:
+        return ""
+    return f"{sum(shares[label][t] for t in tasks) / len(tasks):.2f}"
+
+
 def markdown(scores: dict, shares: dict) -> str:
     """One row per router: specialised scores as a share of the oracle's, retention as points against the base."""
-    head = ["router", *SPECIALISED, "specialised / oracle", *RETENTION, "worst retention change", "text to own"]
+    head = ["router", *SPECIALISED, "specialised / oracle", *RETENTION, "worst retention change"]
+    head += ["specialised text to own expert", "retention text to base"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     oracle, base = scores["oracle"], scores["base"]
     for label, row in scores.items():
         ratio = [row[t] / oracle[t] for t in SPECIALISED if oracle.get(t)]
         drop = min(row[t] - base[t] for t in RETENTION) if label != "oracle" else 0.0
-        own = f"{sum(shares[label].values()) / len(shares[label]):.2f}" if label in shares else ""
+        own = [_mean_share(shares, label, SPECIALISED), _mean_share(shares, label, RETENTION)]
         cells = [label, *(f"{row.get(t, float('nan')):.3f}" for t in SPECIALISED)]
         cells += [f"{100 * sum(ratio) / len(ratio):.0f}%" if label != "base" else ""]
         cells += [f"{row[t]:.3f}" if t in row else "" for t in RETENTION]
-        cells += [f"{100 * drop:+.1f}" if label != "oracle" else "", own]
+        cells += [f"{100 * drop:+.1f}" if label != "oracle" else "", *own]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
