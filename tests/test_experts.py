@@ -338,6 +338,6 @@ def test_predict_shows_the_routing(setup, tmp_path, capsys):
     args.append("--no-base-candidates")
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "routing of the prompt tokens" in printed and "<image>" in printed and "layers)" in printed
+    assert "routing of the prompt tokens" in printed and "'<image>' x" in printed and "layers)" in printed
     assert main([*args[:5], "--image", str(root / "nope.png"), "--prompt", "hi"]) == 2
     assert "cannot read image" in capsys.readouterr().err

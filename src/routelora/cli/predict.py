@@ -57,13 +57,26 @@ def predict(
             model(**batch)
         names = [*handle.expert_names, "base"]
         choices = torch.stack([layer.last_choice[:, 0] for layer in handle.layers.values()])  # (layers, tokens)
-        tokens = collator.tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+        # Each token decoded on its own and quoted, so byte-level pieces read as text (' a' rather than 'Ġa').
+        tokens = [repr(collator.tokenizer.decode([token_id])) for token_id in batch["input_ids"][0].tolist()]
         for position, token in enumerate(tokens):
             picks = [names[i] if i >= 0 else "base" for i in choices[:, position].tolist()]
             top, count = Counter(picks).most_common(1)[0]
             rows.append((token, f"{top} ({count}/{len(picks)} layers)"))
+        rows = _collapse_runs(rows)
     handle.detach()
     return answer, rows
+
+
+def _collapse_runs(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Runs of one token with one choice (the image tokens, mostly) as a single row: ``'<image>' x9``."""
+    collapsed: list[tuple[str, str, int]] = []
+    for token, choice in rows:
+        if collapsed and collapsed[-1][:2] == (token, choice):
+            collapsed[-1] = (token, choice, collapsed[-1][2] + 1)
+        else:
+            collapsed.append((token, choice, 1))
+    return [(token if count == 1 else f"{token} x{count}", choice) for token, choice, count in collapsed]
 
 
 def _run(args: argparse.Namespace) -> None:
