@@ -79,3 +79,49 @@ def test_mixed_batches_draw_from_every_pool_and_cycle_through_each(colour_task):
     reds_drawn = [s.id for s in first if s.answer == "red"]
     # each pool is drawn without replacement within a pass: the first four reds drawn are four different samples
     assert len(set(reds_drawn[:4])) == min(4, len(reds_drawn))
+
+
+def test_packed_batch_gives_the_padded_batch_loss_and_logits():
+    """Samples of different lengths, one without an image: packed into fewer rows, every answer logit and the loss
+    are those of the padded batch, and one training step moves the weights the same way."""
+    import io
+
+    import torch
+    from torch.nn.functional import cross_entropy
+
+    from routelora.data.samples import Sample
+    from routelora.training.packing import pack_batch
+
+    torch.manual_seed(0)
+    model, processor = build_tiny_vlm(TinyVLMRecipe(), CORPUS)
+
+    def png(colour: str) -> bytes:  # a different image per sample, so a misplaced image changes the logits
+        buffer = io.BytesIO()
+        Image.new("RGB", (48, 48), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    prompts = ["red", "blue", "a red square", "What colour is the square? " + "red blue " * 8]  # packed longest first
+    images = [png("red"), None, png("blue"), png("green")]
+    samples = [
+        Sample(f"s{i}", p, "red", ["red"], image, f"test:{i}") for i, (p, image) in enumerate(zip(prompts, images))
+    ]
+    collator = VLMCollator(processor)
+    padded = collator(samples)
+    packed = pack_batch(padded, model.config.image_token_id, collator.pad_id)
+    assert packed["input_ids"].shape[0] < len(samples) and "attention_mask" not in packed
+    assert (packed["labels"] != -100).sum() == (padded["labels"] != -100).sum()
+    model.eval()
+    with torch.no_grad():
+        want = model(**padded)
+        got = model(**packed, use_cache=False)
+    torch.testing.assert_close(got.loss, want.loss, atol=1e-5, rtol=1e-5)
+
+    def answer_logits(out, labels):  # (answer tokens, vocab), sorted by their target so the orders match
+        keep = labels[:, 1:] != -100
+        logits, targets = out.logits[:, :-1][keep], labels[:, 1:][keep]
+        losses = cross_entropy(logits, targets, reduction="none")
+        return losses.sort().values
+
+    torch.testing.assert_close(
+        answer_logits(got, packed["labels"]), answer_logits(want, padded["labels"]), atol=1e-5, rtol=1e-5
+    )

@@ -15,6 +15,7 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
 from routelora.training import TrainConfig, mixed_batches, train
+from routelora.training.packing import pack_batch
 
 RETENTION_TASKS = ("mcq", "chart", "doc")
 GENERIC_TASKS = ("basics",)
@@ -29,8 +30,9 @@ class PretrainRecipe:
     perception questions and the retention benchmarks, never a specialised task."""
     weights: tuple[float, ...] | None = None
     """Sampling weight of each task in ``tasks`` (None: proportional to the size of its train split)."""
-    steps: int = 2000
-    """Optimizer steps (about 4 minutes on 2 cores at batch 16)."""
+    steps: int = 3000
+    """Optimizer steps (about 4 minutes on 2 cores at batch 16, packed). More steps keep improving the retention
+    benchmarks (6000 unpacked steps, 11 minutes: mcq 0.705, chart 0.625); 3000 is what fits the 5-minute budget."""
     batch_size: int = 16
     """Samples per step."""
     lr: float = 5e-4
@@ -40,6 +42,9 @@ class PretrainRecipe:
     """Share of steps spent warming up."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
+    pack: bool = True
+    """Pack each batch's samples into fewer rows without padding (``routelora.training.packing``); the same
+    samples and loss, about 1.25x faster on the pretraining mix, where a third of the padded tokens were padding."""
     max_length: int = 160
     """Longest training sequence; longer answers are cut and counted."""
     seed: int = 0
@@ -108,6 +113,9 @@ def pretrain_tiny(
         seed=recipe.seed,
     )
     batches = mixed_batches(pools, collator, recipe.batch_size, seed=recipe.seed, weights=recipe.weights)
+    if recipe.pack:
+        image_token_id = model.config.image_token_id
+        batches = (pack_batch(batch, image_token_id, collator.pad_id) for batch in batches)
     result = train(model, model.parameters(), batches, config, progress="pretraining" if progress else False)
     names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)
     scores = {}
