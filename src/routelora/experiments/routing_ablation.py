@@ -106,13 +106,16 @@ def _mean_share(shares: dict, label: str, tasks: tuple[str, ...]) -> str:
 
 
 def markdown(scores: dict, shares: dict) -> str:
-    """One row per router: specialised scores as a share of the oracle's, retention as points against the base."""
+    """One row per router: specialised scores as a share of the oracle's (each task capped at 100%), retention as
+    points against the base."""
     head = ["router", *SPECIALISED, "specialised / oracle", *RETENTION, "worst retention change"]
     head += ["specialised text to own expert", "retention text to base"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     oracle, base = scores["oracle"], scores["base"]
     for label, row in scores.items():
-        ratio = [row[t] / oracle[t] for t in SPECIALISED if oracle.get(t)]
+        # Capped at the oracle: a router that scores above it on one task (precision of a router that names fewer
+        # genres, say) must not hide that it fails the others.
+        ratio = [min(row[t] / oracle[t], 1.0) for t in SPECIALISED if oracle.get(t)]
         drop = min(row[t] - base[t] for t in RETENTION) if label != "oracle" else 0.0
         own = [_mean_share(shares, label, SPECIALISED), _mean_share(shares, label, RETENTION)]
         cells = [label, *(f"{row.get(t, float('nan')):.3f}" for t in SPECIALISED)]
