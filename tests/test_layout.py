@@ -108,3 +108,14 @@ def test_summary_counts_partition_the_parameters():
     lm_head_untied = 0 if model.config.tie_word_embeddings else model.lm_head.weight.numel()
     assert parts + lm_head_untied == summary.parameters_total
     assert summary.target_count == 14 and summary.decoder_layers == 2
+
+
+def test_image_token_id_reads_either_key_and_keeps_id_zero() -> None:
+    from types import SimpleNamespace
+
+    from routelora.models.layout import image_token_id
+
+    assert image_token_id(SimpleNamespace(image_token_id=0, image_token_index=7)) == 0
+    assert image_token_id(SimpleNamespace(image_token_index=32000)) == 32000
+    assert image_token_id(SimpleNamespace(image_token_id=None, image_token_index=5)) == 5
+    assert image_token_id(SimpleNamespace()) is None

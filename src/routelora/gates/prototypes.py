@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
+from routelora.models.layout import image_token_id
 from routelora.routing.decision import EMBEDDINGS_KEY
 from routelora.routing.layer import standardise
 
@@ -39,7 +40,7 @@ def compute_prototypes(
     language model's input embeddings (what whole-model sequence decisions are made from).
     """
     collator = VLMCollator(processor)
-    image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
+    image_id = image_token_id(model.config)
     sums: dict[str, torch.Tensor] = {}
     count = 0
     mask_holder: dict[str, torch.Tensor] = {}
@@ -64,8 +65,8 @@ def compute_prototypes(
         for start in tqdm(range(0, len(samples), batch_size), desc=description, disable=not progress):
             batch = collator(samples[start : start + batch_size], with_answers=False)
             mask = batch["attention_mask"].bool()
-            if image_token_id is not None:
-                mask &= batch["input_ids"] != image_token_id
+            if image_id is not None:
+                mask &= batch["input_ids"] != image_id
             mask_holder["mask"] = mask.to(device).float()
             count += int(mask.sum())
             model(**{key: value.to(device) for key, value in batch.items()})

@@ -18,6 +18,19 @@ HOW_TO_NAME_BY_HAND = (
 )
 
 
+def image_token_id(config) -> int | None:
+    """Id of the image placeholder token in a VLM's config, or None for a text-only model.
+
+    Families name it differently (``image_token_id`` in Qwen2-VL and newer LLaVA configs, ``image_token_index`` in
+    older ones); an id of 0 is a valid id, so the two are not chained with ``or``.
+    """
+    for key in ("image_token_id", "image_token_index"):
+        value = getattr(config, key, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
 @dataclass
 class VLMLayout:
     """Where the parts of one VLM instance are, as module paths from the top-level model."""

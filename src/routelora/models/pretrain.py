@@ -13,6 +13,7 @@ from pathlib import Path
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
+from routelora.models.layout import image_token_id
 from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
 from routelora.training import TrainConfig, mixed_batches, train
 from routelora.training.packing import pack_batch
@@ -114,8 +115,8 @@ def pretrain_tiny(
     )
     batches = mixed_batches(pools, collator, recipe.batch_size, seed=recipe.seed, weights=recipe.weights)
     if recipe.pack:
-        image_token_id = model.config.image_token_id
-        batches = (pack_batch(batch, image_token_id, collator.pad_id) for batch in batches)
+        image_id = image_token_id(model.config)
+        batches = (pack_batch(batch, image_id, collator.pad_id) for batch in batches)
     result = train(model, model.parameters(), batches, config, progress="pretraining" if progress else False)
     names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)
     scores = {}

@@ -11,6 +11,7 @@ from routelora.errors import RouteloraError
 from routelora.experts.expert import Expert, check_compatible
 from routelora.experts.library import ExpertLibrary
 from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes, load_prototypes
+from routelora.models.layout import image_token_id
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext, install_context_hook
 from routelora.routing.decision import EMBEDDINGS_KEY, SequenceDecider
@@ -135,8 +136,7 @@ def attach_router(
     decider = _decider(experts, vectors, base_prototypes, skills, config) if config.shared_decision else None
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
-    image_token_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index", None)
-    hook = install_context_hook(model, context, image_token_id, decider)
+    hook = install_context_hook(model, context, image_token_id(model.config), decider)
     layers = {n: model.get_submodule(n) for n in names}
     handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
     model.routelora_router = handle
