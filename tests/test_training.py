@@ -82,8 +82,8 @@ def test_mixed_batches_draw_from_every_pool_and_cycle_through_each(colour_task):
 
 
 def test_packed_batch_gives_the_padded_batch_loss_and_logits():
-    """Samples of different lengths, one without an image: packed into fewer rows, every answer logit and the loss
-    are those of the padded batch, and one training step moves the weights the same way."""
+    """Samples of different lengths, one without an image: packed into fewer rows, the loss, every answer token's
+    loss and every parameter's gradient are those of the padded batch."""
     import io
 
     import torch
@@ -116,12 +116,22 @@ def test_packed_batch_gives_the_padded_batch_loss_and_logits():
         got = model(**packed, use_cache=False)
     torch.testing.assert_close(got.loss, want.loss, atol=1e-5, rtol=1e-5)
 
-    def answer_logits(out, labels):  # (answer tokens, vocab), sorted by their target so the orders match
+    def answer_losses(out, labels):  # (answer tokens,) the loss of each answer token, sorted so the orders match
         keep = labels[:, 1:] != -100
         logits, targets = out.logits[:, :-1][keep], labels[:, 1:][keep]
         losses = cross_entropy(logits, targets, reduction="none")
         return losses.sort().values
 
     torch.testing.assert_close(
-        answer_logits(got, packed["labels"]), answer_logits(want, padded["labels"]), atol=1e-5, rtol=1e-5
+        answer_losses(got, packed["labels"]), answer_losses(want, padded["labels"]), atol=1e-5, rtol=1e-5
     )
+
+    def gradients(batch, **options):
+        model.zero_grad(set_to_none=True)
+        model(**batch, **options).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    want_grads, got_grads = gradients(padded), gradients(packed, use_cache=False)
+    assert want_grads.keys() == got_grads.keys() and len(want_grads) > 0
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")

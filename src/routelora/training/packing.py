@@ -20,8 +20,8 @@ def pack_batch(batch: dict[str, torch.Tensor], image_token_id: int | None, pad_i
     """The same samples as ``batch`` (padded rows with ``attention_mask`` and ``labels``), packed into fewer rows.
 
     Rows are filled longest sample first into the emptiest row, and there are as many rows as the total length
-    needs at the longest sample's length, so no row is much longer than the longest sample. ``pixel_values`` (and
-    any other per-image tensor) is reordered so images still meet their image tokens in order.
+    needs at the longest sample's length, so no row is much longer than the longest sample. ``pixel_values`` and
+    ``image_sizes`` are reordered so images still meet their image tokens in order; any other field is an error.
     """
     mask = batch["attention_mask"].bool()  # (batch, seq)
     lengths = mask.sum(1).tolist()
