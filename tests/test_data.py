@@ -47,7 +47,8 @@ def test_llava_jsonl_loads(tmp_path):
     assert task.labels == ["red", "blue"] and task.split("train") == tmp_path / "colour.jsonl"
     data = load_split(task, "train")
     first, second = data.samples
-    assert first.prompt == "What colour is the circle?" and first.answer == "red" and first.references == ["red"]
+    assert first.prompt == "<image>\nWhat colour is the circle?"
+    assert first.answer == "red" and first.references == ["red"]
     assert first.image == tmp_path / "images" / "red.png" and first.load_image().size == (48, 48)
     assert second.references == ["blue", "navy"]
 
@@ -136,6 +137,46 @@ def test_collation_supervises_the_answer_only(tmp_path, processor):
     assert "labels" not in prompt_only and prompt_only["input_ids"].shape[1] < batch["input_ids"].shape[1]
     text = tokenizer.decode(prompt_only["input_ids"][0][prompt_only["attention_mask"][0].bool()])
     assert text.endswith("What colour is the circle?<|im_end|>\n<|im_start|>assistant\n") and "<image>" in text
+
+
+def _with_marker(colour: str, text: str, index: int = 0) -> dict:
+    record = _record(colour, index)
+    record["conversations"][0]["value"] = text
+    return record
+
+
+def test_image_goes_where_its_marker_is(tmp_path, processor):
+    """LLaVA data may put the image after the question; the collator keeps that order, and a marker at the start
+    renders exactly as a sample without one (the image first)."""
+    records = [
+        _record("red", 0),
+        _with_marker("red", "What colour is the circle?", 1),
+        _with_marker("red", "What colour is the circle?\n<image>", 2),
+    ]
+    first, unmarked, after = load_split(load_task(_write_task(tmp_path, records)), "train").samples
+    collator = VLMCollator(processor)
+    assert collator.prompt_text(first) == collator.prompt_text(unmarked)
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    question = processor.tokenizer(" circle", add_special_tokens=False).input_ids[0]
+    rows = collator([first, after], with_answers=False)["input_ids"].tolist()
+    first_image, after_image = (row.index(image_id) for row in rows)
+    assert first_image < rows[0].index(question) and after_image > rows[1].index(question)
+    assert rows[0].count(image_id) == rows[1].count(image_id) == TinyVLMRecipe().image_tokens
+
+
+def test_image_markers_are_checked(tmp_path):
+    two = _with_marker("red", "<image>\nWhat colour <image> is it?")
+    with pytest.raises(TaskError, match=r"colour.jsonl:1: 2 '<image>' markers"):
+        load_split(load_task(_write_task(tmp_path, [two])), "train")
+    text_only = _with_marker("red", "<image>\nWhat colour is red?")
+    del text_only["image"]
+    (sample,) = load_split(load_task(_write_task(tmp_path, [text_only])), "train").samples
+    assert sample.prompt == "What colour is red?" and sample.image is None
+    (templated,) = load_split(
+        load_task(_write_task(tmp_path, [_with_marker("red", "Colour?")], "prompt_template: '{prompt} <image>'\n")),
+        "train",
+    ).samples
+    assert templated.prompt == "Colour? <image>"
 
 
 def test_truncation_is_counted_not_silent(tmp_path, processor):

@@ -119,3 +119,18 @@ def test_image_token_id_reads_either_key_and_keeps_id_zero() -> None:
     assert image_token_id(SimpleNamespace(image_token_index=32000)) == 32000
     assert image_token_id(SimpleNamespace(image_token_id=None, image_token_index=5)) == 5
     assert image_token_id(SimpleNamespace()) is None
+
+
+def test_text_token_mask_drops_padding_and_image_placeholders() -> None:
+    import torch
+
+    from routelora.models.layout import text_token_mask
+
+    ids = torch.tensor([[5, 0, 0, 7, 8], [9, 9, 0, 7, 8]])
+    attention = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert text_token_mask(ids, attention, 0).tolist() == [
+        [False, False, False, True, True],
+        [True, True, False, True, True],
+    ]
+    assert text_token_mask(ids, None, None).all()
+    assert text_token_mask(ids, attention, None).tolist() == attention.bool().tolist()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from routelora.data.samples import Sample
+from routelora.data.samples import IMAGE_MARKER, Sample
 
 IGNORE_INDEX = -100
 
@@ -42,9 +42,10 @@ class VLMCollator:
         """The chat-formatted prompt, ending where the assistant's answer starts."""
         messages = []
         for user, assistant in sample.history:
-            messages += [_message("user", user), _message("assistant", assistant)]
-        messages.append(_message("user", sample.prompt))
-        if sample.image is not None:  # the image goes first in the conversation, as LLaVA data puts it
+            messages += [_user_message(user), _message("assistant", assistant)]
+        messages.append(_user_message(sample.prompt))
+        has_marker = any(part["type"] == "image" for message in messages for part in message["content"])
+        if sample.image is not None and not has_marker:  # no marker: first in the conversation, as LLaVA data has it
             messages[0]["content"].insert(0, {"type": "image"})
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -98,6 +99,16 @@ class VLMCollator:
 
 def _message(role: str, text: str) -> dict:
     return {"role": role, "content": [{"type": "text", "text": text}]}
+
+
+def _user_message(text: str) -> dict:
+    """A user turn with the image part where its ``<image>`` marker is (samples hold at most one marker)."""
+    if IMAGE_MARKER not in text:
+        return _message("user", text)
+    before, after = (part.strip() for part in text.split(IMAGE_MARKER, 1))
+    parts = [{"type": "text", "text": before}] if before else []
+    parts.append({"type": "image"})
+    return {"role": "user", "content": parts + ([{"type": "text", "text": after}] if after else [])}
 
 
 def _select_images(key: str, value: torch.Tensor, samples: Sequence[Sample], keep: list[int]) -> torch.Tensor:

@@ -21,7 +21,8 @@ class Sample:
     id: str
     """Identifier from the data, else ``<file>:<line>``."""
     prompt: str
-    """The user's text of the last turn, image markers removed, task template applied."""
+    """The user's text of the last turn, task template applied; an ``<image>`` marker stays where the data put
+    the image (the collator places the image there; with no marker anywhere, the image goes first)."""
     answer: str
     """The expected answer (the target in training, the main reference in evaluation)."""
     references: list[str]
@@ -89,6 +90,18 @@ def _strip_marker(text: str) -> str:
     return text.replace(IMAGE_MARKER + "\n", "").replace("\n" + IMAGE_MARKER, "").replace(IMAGE_MARKER, "").strip()
 
 
+def _check_markers(origin: str, sample: "Sample") -> "Sample":
+    """One image per sample, so at most one marker; a marker without an image is dropped (it points at nothing)."""
+    texts = [user for user, _ in sample.history] + [sample.prompt]
+    markers = sum(text.count(IMAGE_MARKER) for text in texts)
+    if sample.image is None and markers:
+        sample.history = [(_strip_marker(user), reply) for user, reply in sample.history]
+        sample.prompt = _strip_marker(sample.prompt)
+    elif markers > 1:
+        raise TaskError(f"{origin}: {markers} '{IMAGE_MARKER}' markers, but a sample holds one image")
+    return sample
+
+
 def _llava_sample(task: TaskConfig, path: Path, origin: str, record: dict) -> Sample:
     if not isinstance(record, dict):
         raise TaskError(f"{origin}: a sample must be a JSON object")
@@ -102,7 +115,7 @@ def _llava_sample(task: TaskConfig, path: Path, origin: str, record: dict) -> Sa
             raise TaskError(f"{origin}: field 'conversations' turns must be objects with 'from' and 'value'")
         if user.get("from") not in USER_ROLES or assistant.get("from") not in ASSISTANT_ROLES:
             raise TaskError(f"{origin}: field 'conversations' must alternate human and gpt turns")
-        pairs.append((_strip_marker(str(user.get("value", ""))), str(assistant.get("value", ""))))
+        pairs.append((str(user.get("value", "")).strip(), str(assistant.get("value", ""))))
     if task.answer_field:
         if task.answer_field not in record:
             raise TaskError(f"{origin}: missing answer field '{task.answer_field}'")
@@ -117,7 +130,7 @@ def _llava_sample(task: TaskConfig, path: Path, origin: str, record: dict) -> Sa
     image = record.get(task.image_field)
     if image is not None and not isinstance(image, str):
         raise TaskError(f"{origin}: field '{task.image_field}' must be a path relative to {path.name}")
-    return Sample(
+    sample = Sample(
         id=str(record.get("id", origin)),
         prompt=_apply_template(task, origin, {"prompt": pairs[-1][0]}),
         answer=answer,
@@ -126,6 +139,7 @@ def _llava_sample(task: TaskConfig, path: Path, origin: str, record: dict) -> Sa
         origin=origin,
         history=pairs[:-1],
     )
+    return _check_markers(origin, sample)
 
 
 def _apply_template(task: TaskConfig, origin: str, values: dict) -> str:
@@ -164,7 +178,7 @@ def _tabular_sample(task: TaskConfig, path: Path, origin: str, row: dict) -> Sam
         image = path.parent / image if not path.is_dir() else path / image
     references = row.get(task.references_field) or [answer]
     values = {**{k: v for k, v in row.items() if isinstance(v, str | int | float)}, "prompt": row[task.question_field]}
-    return Sample(
+    sample = Sample(
         id=str(row.get("id", origin)),
         prompt=_apply_template(task, origin, values),
         answer=answer,
@@ -172,6 +186,7 @@ def _tabular_sample(task: TaskConfig, path: Path, origin: str, row: dict) -> Sam
         image=image or None,
         origin=origin,
     )
+    return _check_markers(origin, sample)
 
 
 def load_split(task: TaskConfig, split: str, skip_bad: bool = False, limit: int | None = None) -> SplitData:

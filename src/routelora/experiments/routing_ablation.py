@@ -19,7 +19,7 @@ from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
 from routelora.evaluation.routing_report import routing_report
 from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
-from routelora.models.layout import image_token_id
+from routelora.models.layout import image_token_id, text_token_mask
 from routelora.routing.config import ONE_EXPERT, PAPER_ROUTER, RouterConfig
 from routelora.routing.model import attach_router
 
@@ -90,7 +90,7 @@ def best_gate_scores(base: Path, world: Path, library: Path, samples: int = 32) 
     for name in SPECIALISED + RETENTION:
         batch = collator(load_split(load_task(world / f"{name}.yaml"), "test", limit=samples).samples, False)
         model(**batch)
-        text = (batch["attention_mask"].bool() & (batch["input_ids"] != image_token_id(model.config))).flatten()
+        text = text_token_mask(batch["input_ids"], batch["attention_mask"], image_token_id(model.config)).flatten()
         top = torch.stack([scores[text].max(-1).values for scores in best.values()])  # (layers, text tokens)
         quantiles[name] = torch.quantile(top.flatten(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])).tolist()
     for hook in hooks:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
-from routelora.models.layout import image_token_id
+from routelora.models.layout import image_token_id, text_token_mask
 from routelora.routing.decision import EMBEDDINGS_KEY
 from routelora.routing.layer import standardise
 
@@ -64,9 +64,7 @@ def compute_prototypes(
         description = progress if isinstance(progress, str) else "prototypes"
         for start in tqdm(range(0, len(samples), batch_size), desc=description, disable=not progress):
             batch = collator(samples[start : start + batch_size], with_answers=False)
-            mask = batch["attention_mask"].bool()
-            if image_id is not None:
-                mask &= batch["input_ids"] != image_id
+            mask = text_token_mask(batch["input_ids"], batch["attention_mask"], image_id)
             mask_holder["mask"] = mask.to(device).float()
             count += int(mask.sum())
             model(**{key: value.to(device) for key, value in batch.items()})

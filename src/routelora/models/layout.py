@@ -4,6 +4,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from routelora.errors import UnknownArchitectureError
@@ -29,6 +30,18 @@ def image_token_id(config) -> int | None:
         if value is not None:
             return int(value)
     return None
+
+
+def text_token_mask(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, image_id: int | None
+) -> torch.Tensor:
+    """Positions that hold real text: neither padding nor an image placeholder. ``(batch, seq)`` bool.
+
+    Routing pools and prototypes average over these only: image placeholders are the same token in every task,
+    and their embeddings say nothing about which task a prompt is.
+    """
+    real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    return real if image_id is None else real & (input_ids != image_id)
 
 
 @dataclass

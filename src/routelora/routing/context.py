@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from routelora.models.layout import text_token_mask
+
 PAD, IMAGE, PROMPT, GENERATED = 0, 1, 2, 3
 KIND_NAMES = ("pad", "image", "text", "generated")
 
@@ -78,12 +80,11 @@ def install_context_hook(
                 real = real if real is not None else torch.ones(embeddings.shape[:2], dtype=torch.bool)
                 context.shared = decider(embeddings, real)
             return
-        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        image = input_ids == image_token_id if image_token_id is not None else torch.zeros_like(real)
-        context.pool_mask = real & ~image
+        context.pool_mask = text_token_mask(input_ids, attention_mask, image_token_id)
         kinds = torch.full_like(input_ids, PROMPT)
-        kinds[image] = IMAGE
-        kinds[~real] = PAD
+        kinds[~context.pool_mask] = IMAGE
+        if attention_mask is not None:
+            kinds[~attention_mask.bool()] = PAD
         context.token_kinds = kinds
         if decider is not None:
             # image and padding positions are looked up as token 0: they are pooled out anyway
