@@ -103,9 +103,9 @@ def train(
             for _ in range(config.grad_accumulation):
                 batch = {key: value.to(accelerator.device) for key, value in next(batches).items()}
                 with accelerator.accumulate(model):
-                    # Packed rows (position ids, no attention mask) are only kept apart without a KV cache.
-                    options = {"use_cache": False} if "position_ids" in batch else {}
-                    loss = model(**batch, **options).loss
+                    # No KV cache in training: nothing reads it, and packed rows (position ids, no attention mask)
+                    # are only kept apart without one.
+                    loss = model(**batch, use_cache=False).loss
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm is not None:
                         accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
