@@ -2,6 +2,7 @@
 
 import argparse
 from collections import Counter
+from itertools import groupby
 from pathlib import Path
 
 from routelora.cli.common import add_model_arguments, add_router_arguments, router_config
@@ -70,13 +71,11 @@ def predict(
 
 def _collapse_runs(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Runs of one token with one choice (the image tokens, mostly) as a single row: ``'<image>' x9``."""
-    collapsed: list[tuple[str, str, int]] = []
-    for token, choice in rows:
-        if collapsed and collapsed[-1][:2] == (token, choice):
-            collapsed[-1] = (token, choice, collapsed[-1][2] + 1)
-        else:
-            collapsed.append((token, choice, 1))
-    return [(token if count == 1 else f"{token} x{count}", choice) for token, choice, count in collapsed]
+    collapsed = []
+    for (token, choice), run in groupby(rows):
+        count = sum(1 for _ in run)
+        collapsed.append((token if count == 1 else f"{token} x{count}", choice))
+    return collapsed
 
 
 def _run(args: argparse.Namespace) -> None:

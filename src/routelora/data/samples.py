@@ -90,7 +90,7 @@ def _strip_marker(text: str) -> str:
     return text.replace(IMAGE_MARKER + "\n", "").replace("\n" + IMAGE_MARKER, "").replace(IMAGE_MARKER, "").strip()
 
 
-def _check_markers(origin: str, sample: "Sample") -> "Sample":
+def _check_markers(origin: str, sample: Sample) -> Sample:
     """One image per sample, so at most one marker; a marker without an image is dropped (it points at nothing)."""
     texts = [user for user, _ in sample.history] + [sample.prompt]
     markers = sum(text.count(IMAGE_MARKER) for text in texts)

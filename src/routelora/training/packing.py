@@ -13,7 +13,7 @@ Written here because neither transformers nor accelerate packs multimodal batche
 
 import torch
 
-IGNORE_INDEX = -100
+from routelora.data.collate import IGNORE_INDEX
 
 
 def pack_batch(batch: dict[str, torch.Tensor], image_token_id: int | None, pad_id: int) -> dict[str, torch.Tensor]:
