@@ -23,7 +23,7 @@ from routelora.data.world import (
     world_corpus,
 )
 from routelora.data.world.charts import chart_geometry
-from routelora.data.world.scenes import COLOURS, OUTLINE, POSITIONS, SHAPES
+from routelora.data.world.scenes import COLOURS, GRID, OUTLINE, SHAPES
 from routelora.data.world.tasks import METRICS
 
 TINY = (20, 10)
@@ -147,33 +147,48 @@ def test_label_balance(task: str) -> None:
         assert abs(counts[label] / 300 - 1 / len(labels)) < 0.05
 
 
-def test_mcq_letters_balanced_and_answers_true() -> None:
+def _occupied_cells(img: Image.Image) -> list[tuple[int, int]]:
+    """Grid cells (row, col) holding any non-background pixel."""
+    px = np.asarray(img)
+    size = img.size[0]
+    return [
+        (r, c)
+        for r in range(GRID)
+        for c in range(GRID)
+        if (px[r * size // GRID : (r + 1) * size // GRID, c * size // GRID : (c + 1) * size // GRID] != 255).any()
+    ]
+
+
+def test_mcq_fixed_options_balanced_answers_and_true_to_the_image() -> None:
     samples = _samples("mcq", 400)
-    assert Counter(s.answer for s in samples) == {"A": 100, "B": 100, "C": 100, "D": 100}
-    assert Counter(s.meta["qtype"] for s in samples) == {"colour": 100, "shape": 100, "count": 100, "position": 100}
+    by_type = defaultdict(list)
+    for s in samples:
+        by_type[s.meta["qtype"]].append(s)
+    assert {k: len(v) for k, v in by_type.items()} == {"colour": 100, "shape": 100, "count": 100, "row": 100}
     vocab = {
         "colour": list(COLOURS),
         "shape": list(SHAPES),
         "count": ["1", "2", "3", "4"],
-        "position": list(POSITIONS),
+        "row": ["top", "middle", "bottom"],
     }
-    for s in samples:
-        options = re.findall(r"^([ABCD])\. (.+)$", s.question, flags=re.M)
-        assert [k for k, _ in options] == ["A", "B", "C", "D"]
-        values = [v for _, v in options]
-        order = vocab[s.meta["qtype"]]
-        assert sorted(values, key=order.index) == values and len(set(values)) == 4  # natural order, distinct
-        chosen, scene, first = dict(options)[s.answer], s.meta["scene"], s.question.split("\n")[0]
-        if s.meta["qtype"] == "count":
-            assert chosen == str(len(scene.shapes))
-        elif s.meta["qtype"] == "colour":
-            kind = first.removeprefix("What colour is the ").removesuffix("?")
-            assert [x.colour for x in scene.with_shape(kind)] == [chosen]
-        elif s.meta["qtype"] == "shape":
-            colour = first.removeprefix("What shape is the ").removesuffix(" one?")
-            assert [x.shape for x in scene.with_colour(colour)] == [chosen]
-        else:
-            assert any(first == f"Where is the {x.name}?" and x.position == chosen for x in scene.shapes)
+    for qtype, group in by_type.items():
+        answers = Counter(s.answer for s in group)
+        assert set(answers) == set("ABCDE"[: len(vocab[qtype])]) and max(answers.values()) - min(answers.values()) <= 1
+        for s in group:
+            options = re.findall(r"^([A-E])\. (.+)$", s.question, flags=re.M)
+            assert [v for _, v in options] == vocab[qtype]  # the same list in the same order every time
+            chosen = dict(options)[s.answer]
+            img = s.image.render(48)
+            cells = _occupied_cells(img)
+            colours = {name for name, rgb in COLOURS.items() if (np.asarray(img) == rgb).all(axis=2).any()}
+            if qtype == "count":
+                assert chosen == str(len(cells))
+            elif qtype == "colour":
+                assert colours == {chosen}
+            elif qtype == "shape":
+                assert s.meta["scene"].shape_kinds() == {chosen}
+            else:
+                assert len(cells) == 1 and ["top", "middle", "bottom"][cells[0][0]] == chosen
 
 
 def test_meme_needs_both_modalities() -> None:
@@ -241,18 +256,21 @@ def _read_bars(img: Image.Image) -> dict[str, int]:
 
 def test_chart_answers_match_pixels(tmp_path: Path) -> None:
     root = generate_world(tmp_path / "w", sizes=(60, 1), tasks=["chart", "chart_trend"], progress=False).root
+    kinds, bar_counts = Counter(), Counter()
     for rec in _records(root / "chart" / "train.jsonl"):
-        bars = _read_bars(Image.open(root / "chart" / rec["image"]).convert("RGB"))
+        values = _read_bars(Image.open(root / "chart" / rec["image"]).convert("RGB")).values()
         question, answer = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
-        named = re.findall("|".join(COLOURS), question)
-        if "value of" in question:
-            assert str(bars[named[0]]) == answer
-        elif "difference" in question:
-            assert str(abs(bars[named[0]] - bars[named[1]])) == answer
-        elif "tallest" in question:
-            assert max(bars, key=bars.get) == answer
-        else:
-            assert min(bars, key=bars.get) == answer
+        expected = {
+            "What is the highest value?": max(values),
+            "What is the lowest value?": min(values),
+            "What is the difference between the highest and the lowest value?": max(values) - min(values),
+            "How many bars are there?": len(values),
+        }
+        kind = question.removeprefix("<image>\n")
+        assert answer == str(expected[kind])
+        kinds[kind] += 1
+        bar_counts[len(values)] += 1
+    assert set(kinds) == set(expected) and set(bar_counts) == {1, 2, 3}
     for rec in _records(root / "chart_trend" / "train.jsonl"):
         img = Image.open(root / "chart_trend" / rec["image"]).convert("RGB")
         px = np.asarray(img)
@@ -321,7 +339,7 @@ def test_world_corpus() -> None:
     assert not any("<image>" in t for t in corpus)
     assert corpus == world_corpus(seed=0)
     words = set(re.findall(r"[a-z]+", " ".join(corpus)))
-    assert {"circle", "entailment", "hateful", "scifi", "tallest", "written"} <= words
+    assert {"circle", "entailment", "hateful", "scifi", "highest", "written"} <= words
 
 
 def test_contact_sheet(world: WorldManifest, tmp_path: Path) -> None:
@@ -334,5 +352,7 @@ def test_basics_questions_are_direct_and_balanced() -> None:
     samples = _samples("basics", 70)
     kinds = Counter(s.meta["kind"] for s in samples)
     assert len(kinds) == 7 and set(kinds.values()) == {10}
-    single = [s for s in samples if s.meta["kind"] in ("colour", "shape")]
+    single = [s for s in samples if s.meta["kind"] in ("colour", "shape", "row")]
     assert all(len(s.image.shapes) == 1 and len(s.answer.split()) == 1 for s in single)
+    bars = [s for s in samples if s.meta["kind"] == "bar_value"]
+    assert all(len(s.image.bars) == 1 and s.answer == str(s.image.bars[0].value) for s in bars)

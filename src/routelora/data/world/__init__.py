@@ -10,15 +10,15 @@ caption             specialised  cider                  1-3 shapes -> "a red cir
 entailment          specialised  accuracy               hypothesis true / false / about an unseen property
 meme                specialised  accuracy               hateful ("yes") iff the image shows what the text mocks
 genre               specialised  multilabel_precision   genres cued by poster colours and by plot words
-mcq                 retention    multiple_choice        colour / shape / count / position, answer A-D
-chart               retention    relaxed_accuracy       bar value, difference, tallest / shortest bar
+mcq                 retention    multiple_choice        count / kind / colour / row of the shapes, fixed options
+chart               retention    relaxed_accuracy       highest / lowest value, their difference, bar count
 doc                 retention    anls                   read a 3-letter code or one of its letters
 chart_trend         ablation     accuracy               3 bars -> rising / falling / peak / dip in the middle
 text_entailment     ablation     accuracy               entailment with a caption as the premise, no image
 arith_text          ablation     number_match           add / subtract word problems, numbers 0..20
 arith_image         ablation     number_match           count shapes (all or one colour), add / subtract
 arith_mixed         ablation     number_match           test only: text problems + problems counting the image
-basics              pretraining  accuracy               direct one-word perception questions (pretraining only)
+basics              pretraining  accuracy               direct short perception questions (pretraining only)
 ==================  ===========  =====================  =====================================================
 
 :func:`generate_world` writes LLaVA-format JSONL + PNG + task YAML files; ``sizes`` takes a scale

@@ -1,4 +1,4 @@
-"""Bar charts: 2-3 flat-colour bars, one per grid column, integer heights 1..9 on a gridline scale.
+"""Bar charts: 1-3 flat-colour bars, one per grid column, integer heights 1..9 on a gridline scale.
 
 Light grey gridlines mark every unit (a darker one at 5) behind the bars, so the value of a bar is
 the number of gridline steps its top reaches; a bar never shares an image column with another bar.

@@ -59,13 +59,15 @@ class SampleContext:
     def __post_init__(self) -> None:
         self.rng = random.Random(stable_seed(self.seed, self.task, self.split, self.index))
 
-    def balanced(self, options: Sequence[T], stream: str = "label") -> T:
+    def balanced(self, options: Sequence[T], stream: str = "label", draw: int | None = None) -> T:
         """Pick from ``options`` so that every consecutive block of ``len(options)`` samples holds each once.
 
         Labels drawn this way are exactly balanced (up to one incomplete block) yet in random order;
-        ``stream`` separates independent balanced choices (e.g. answer letter vs question type).
+        ``stream`` separates independent balanced choices (e.g. answer letter vs question type). ``draw`` numbers
+        the draws of the stream (default: the sample's index); pass a sample's rank among those of its kind to
+        balance within each kind.
         """
-        block, pos = divmod(self.index, len(options))
+        block, pos = divmod(self.index if draw is None else draw, len(options))
         order = list(options)
         random.Random(stable_seed(self.seed, self.task, self.split, stream, block)).shuffle(order)
         return order[pos]

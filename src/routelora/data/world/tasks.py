@@ -81,7 +81,7 @@ _SPECS = (
     TaskSpec(
         "mcq",
         "retention",
-        "Four-option questions on colour, shape, count and position (MMBench analogue).",
+        "Multiple-choice questions on the count, kind, colour and row of the shapes in a scene (MMBench analogue).",
         "multiple_choice",
         None,
         2,
@@ -90,7 +90,7 @@ _SPECS = (
     TaskSpec(
         "chart",
         "retention",
-        "Read values, differences and extremes off a bar chart (ChartQA analogue).",
+        "Read the highest and lowest values, their difference and the bar count off a chart (ChartQA analogue).",
         "relaxed_accuracy",
         None,
         4,

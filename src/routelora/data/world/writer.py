@@ -20,7 +20,7 @@ from .sampling import Sample
 from .tasks import TASK_SPECS, SizeSpec, TaskSpec, check_tasks, resolve_sizes
 
 #: Changes whenever a generator's output changes, so cached worlds can be told apart.
-WORLD_VERSION = "routelora-world-v2"
+WORLD_VERSION = "routelora-world-v3"
 IMAGE_TOKEN = "<image>"
 
 
