@@ -23,7 +23,7 @@ from routelora.data.world import (
     world_corpus,
 )
 from routelora.data.world.charts import chart_geometry
-from routelora.data.world.scenes import COLOURS, GRID, OUTLINE, SHAPES
+from routelora.data.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
 from routelora.data.world.tasks import METRICS
 
 TINY = (20, 10)
@@ -150,13 +150,8 @@ def test_label_balance(task: str) -> None:
 def _occupied_cells(img: Image.Image) -> list[tuple[int, int]]:
     """Grid cells (row, col) holding any non-background pixel."""
     px = np.asarray(img)
-    size = img.size[0]
-    return [
-        (r, c)
-        for r in range(GRID)
-        for c in range(GRID)
-        if (px[r * size // GRID : (r + 1) * size // GRID, c * size // GRID : (c + 1) * size // GRID] != 255).any()
-    ]
+    boxes = {(r, c): cell_box(r, c, img.size[0]) for r in range(GRID) for c in range(GRID)}
+    return [cell for cell, (x0, y0, x1, y1) in boxes.items() if (px[y0:y1, x0:x1] != 255).any()]
 
 
 def test_mcq_fixed_options_balanced_answers_and_true_to_the_image() -> None:
@@ -188,7 +183,7 @@ def test_mcq_fixed_options_balanced_answers_and_true_to_the_image() -> None:
             elif qtype == "shape":
                 assert s.meta["scene"].shape_kinds() == {chosen}
             else:
-                assert len(cells) == 1 and ["top", "middle", "bottom"][cells[0][0]] == chosen
+                assert len(cells) == 1 and vocab["row"][cells[0][0]] == chosen
 
 
 def test_meme_needs_both_modalities() -> None:

@@ -8,9 +8,8 @@ specialised task's output format, so the base still does not know those tasks.
 
 from .charts import sample_chart
 from .docs import DocPage, sample_code
-from .retention import ROWS
 from .sampling import Sample, SampleContext
-from .scenes import Scene, sample_scene
+from .scenes import ROWS, sample_scene
 
 BASICS_TYPES = ("colour", "shape", "row", "what_at", "count", "letter", "bar_value")
 COLUMN_PHRASES = ("on the left", "in the middle", "on the right")
@@ -21,13 +20,14 @@ def make_basics(ctx: SampleContext) -> Sample:
     rng = ctx.rng
     kind = ctx.balanced(BASICS_TYPES, stream="kind")
     if kind in ("colour", "shape", "row"):
-        shape = sample_scene(rng, n=1).shapes[0]
+        scene = sample_scene(rng, n=1)
+        shape = scene.shapes[0]
         question, answer = {
             "colour": ("What colour is the shape?", shape.colour),
             "shape": ("What shape is this?", shape.shape),
             "row": ("In which row is the shape?", ROWS[shape.row]),
         }[kind]
-        return Sample(question, answer, [answer], Scene((shape,)), {"kind": kind})
+        return Sample(question, answer, [answer], scene, {"kind": kind})
     if kind == "what_at":
         # Not asked by any benchmark, but naming the object in one cell keeps per-object features in the base, which
         # captioning builds on: without it the caption expert named one colour for every shape (CIDEr 1.55, not 3.15).

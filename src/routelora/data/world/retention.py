@@ -16,10 +16,9 @@ from collections.abc import Callable
 from .charts import sample_chart
 from .docs import DocPage, sample_code
 from .sampling import Sample, SampleContext
-from .scenes import COLOURS, SHAPES, Scene, sample_scene
+from .scenes import COLOURS, ROWS, SHAPES, Scene, sample_scene
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D", "E")
-ROWS: tuple[str, ...] = ("top", "middle", "bottom")
 MCQ_TYPES = ("colour", "shape", "count", "row")
 MCQ_OPTIONS: dict[str, tuple[str, ...]] = {
     "count": ("1", "2", "3", "4"),

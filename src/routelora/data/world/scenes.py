@@ -24,6 +24,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (145, 60, 185),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+# Names of the grid's rows, top to bottom.
+ROWS: tuple[str, ...] = ("top", "middle", "bottom")
 # Row-major names of the 9 cells.
 POSITIONS: tuple[str, ...] = (
     "top left",
