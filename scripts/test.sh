@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Install the test dependencies into .venv (created if needed) and run the whole test suite: lint, then pytest.
-ROUTELORA_EXTRAS=test
+# Install the locked environment into .venv (created if needed) and run the whole test suite: lint, then pytest.
 source "$(dirname "$0")/env.sh"
 ruff check src tests scripts
 ruff format --check src tests scripts

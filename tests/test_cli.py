@@ -91,3 +91,45 @@ def test_public_names_are_still_importable_from_the_package():
         "assert all(hasattr(routelora, name) for name in routelora.__all__); print('torch' in sys.modules)"
     )
     assert _imports_torch(code)
+
+
+class _Loaded(Exception):
+    """Raised by the stand-in loader once it has recorded its arguments."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--model", "M", "--task", "t.yaml"],
+        ["predict", "--base", "M", "--prompt", "hi"],
+        ["library", "base-prototypes", "--library", "L", "--base", "M", "--task", "t.yaml"],
+        ["expert", "train", "--base", "M", "--task", "t.yaml", "--out", "E"],
+        ["gate", "train", "--base", "M", "--expert", "E", "--task", "t.yaml"],
+    ],
+)
+def test_every_model_loading_command_passes_the_hand_named_parts_on(command, monkeypatch, tmp_path):
+    """A model that needs --language-model / --target-pattern to train an expert needs them to use it too."""
+    import routelora.models
+
+    seen = {}
+
+    def loader(name, **options):
+        seen.update(options, name=name)
+        raise _Loaded
+
+    monkeypatch.setattr(routelora.models, "load_vlm", loader)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.yaml").write_text("name: t\nmetric: anls\ndata: {test: t.jsonl}\n")
+    main([*command, "--language-model", "brain", "--target-pattern", "proj$", "--dtype", "float32"])
+    assert seen["name"] == "M" and seen["language_model"] == "brain" and seen["target_pattern"] == "proj$"
+    assert seen["dtype"] == "float32"
+
+
+def test_package_versions_are_the_installed_ones():
+    import torch
+    import transformers
+
+    from routelora.environment import package_versions
+
+    versions = package_versions()
+    assert versions["torch"] == torch.__version__ and versions["transformers"] == transformers.__version__

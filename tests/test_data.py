@@ -58,7 +58,10 @@ def test_llava_jsonl_loads(tmp_path):
     [
         ("name: x\nmetric: bleu\ndata: {test: a.jsonl}\n", "field 'metric': unknown metric 'bleu'"),
         ("name: x\nmetric: accuracy\n", "missing field 'data'"),
-        ("name: x\nmetric: anls\nlabels: [a]\ndata: {test: a.jsonl}\n", "field 'labels' is only used by"),
+        (
+            "name: x\nmetric: anls\nlabels: [a]\ndata: {test: a.jsonl}\n",
+            "field 'labels': metric 'anls' takes no labels",
+        ),
         ("name: x\nmetric: anls\ncolour: red\ndata: {test: a.jsonl}\n", "unknown field(s) colour"),
         ("name: x\nmetric: anls\ndata: {test: a.jsonl\n", "line 4"),
         ("name: x\nmetric: anls\nmax_new_tokens: 0\ndata: {test: a.jsonl}\n", "field 'max_new_tokens'"),
@@ -70,6 +73,19 @@ def test_bad_task_files_name_the_field_or_line(tmp_path, yaml_text, message):
     with pytest.raises(TaskError) as caught:
         load_task(path)
     assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_multiple_choice_task_sets_its_letters(tmp_path):
+    """A task file may give multiple_choice its allowed letters, and evaluation then scores with them."""
+    from routelora.evaluation.metrics import compute_metric
+
+    (tmp_path / "t.yaml").write_text(
+        "name: x\nmetric: multiple_choice\nlabels: [A, B, C, D, E, F]\ndata: {test: a.jsonl}\n"
+    )
+    task = load_task(tmp_path / "t.yaml")
+    assert task.labels == list("ABCDEF")
+    assert compute_metric(task.metric, ["F"], [["F"]], labels=task.labels)["score"] == 1.0
+    assert compute_metric(task.metric, ["F"], [["F"]])["score"] == 0.0, "without labels only A-E are letters"
 
 
 def test_bad_samples_name_file_and_line_and_can_be_skipped(tmp_path):

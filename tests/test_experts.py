@@ -14,9 +14,10 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.experts import ExpertLibrary, load_expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.gates.prototypes import compute_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
-from routelora.routing.config import ONE_EXPERT, RouterConfig
+from routelora.routing.config import ONE_EXPERT, PRESETS, RouterConfig
 from routelora.routing.model import attach_router
 
 CORPUS = ["What colour is the square? red blue", "What shape is it? circle square"] * 20
@@ -203,6 +204,69 @@ def test_sequence_routing_decides_once_per_sequence_and_generates_with_the_cache
             uncached = model.generate(**batch, use_cache=False, **settings)
         router.detach()
         assert torch.equal(cached, uncached), vectors
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_routed_generation_equals_the_unrouted_model_with_one_expert(setup, preset):
+    """Every preset, with and without the KV cache, on a left-padded batch of two prompt lengths: each sequence's
+    tokens are those of PEFT's model with the expert (or of the plain base, where the router chose the base).
+
+    This holds whatever keyword ``generate`` passes the cache under: before routelora found the cache by its type,
+    transformers 5.24's rename of ``past_key_values`` made every decoding step look like a new prompt."""
+    _, model, processor, tasks = setup
+    colour, directory = tasks["colour"]
+    shape = tasks["shape"][0]
+    samples = load_split(colour, "train").samples[:3] + load_split(shape, "train").samples[:3]
+    batch = VLMCollator(processor)(samples, with_answers=False)
+    assert (batch["attention_mask"] == 0).any(), "the batch must be padded"
+    settings = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain = model.generate(**batch, **settings)
+        peft_model = PeftModel.from_pretrained(model, directory)
+        with_expert = peft_model.generate(**batch, **settings)
+        peft_model.unload()
+    assert not torch.equal(plain, with_expert), "the expert must change the answers for the test to mean anything"
+    # the shape prompts stand for a general skill of the base: the default router should keep them there
+    general = {
+        "shape": compute_prototypes(model, processor, samples[3:], load_expert(directory).targets, progress=False)
+    }
+    counts = []
+    for use_cache in (True, False):
+        router = attach_router(model, [load_expert(directory)], PRESETS[preset], base_prototypes=general)
+        router.record()
+        with torch.no_grad():
+            routed = model.generate(**batch, use_cache=use_cache, **settings)
+        counts.append(router.routing_counts())
+        to_expert = (
+            router.context.shared[1][:, 0] >= 0 if router.context.shared is not None else torch.ones(6, dtype=bool)
+        )
+        router.detach()
+        if preset == "routelora":
+            assert to_expert.tolist() == [True] * 3 + [False] * 3, "colour prompts to the expert, shape to the base"
+        want = torch.where(to_expert[:, None], with_expert, plain)
+        assert torch.equal(routed, want), (preset, use_cache)
+    # without the cache every step feeds the whole sequence again; each token is still counted once, as its kind
+    assert counts[0].keys() == counts[1].keys() and all(torch.equal(counts[0][n], counts[1][n]) for n in counts[0])
+
+
+def test_an_expert_in_memory_routes_by_the_prototypes_it_carries(setup, tmp_path):
+    """Prototypes travel on the Expert like its gates: no directory is needed to route, and save/load keeps them."""
+    import dataclasses
+
+    from routelora.experts import save_expert
+
+    _, model, processor, tasks = setup
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    assert all(expert.prototypes is not None for expert in experts)
+    in_memory = [dataclasses.replace(expert, path=None) for expert in experts]
+    batch = _batch(processor, tasks["shape"][0])
+    logits = []
+    for group in (experts, in_memory, [load_expert(save_expert(e, tmp_path / e.name)) for e in in_memory]):
+        router = attach_router(model, group, RouterConfig(base_candidates=False))
+        with torch.no_grad():
+            logits.append(model(**batch).logits)
+        router.detach()
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
 
 
 def test_shared_decision_picks_each_tasks_expert_and_then_equals_it_alone(setup):

@@ -341,6 +341,15 @@ def test_registry_names_and_maximum() -> None:
     assert all(metric_maximum(name) == 1.0 for name in names - {"cider"})
 
 
+def test_registry_says_which_metrics_take_labels() -> None:
+    """Task files are validated against each entry's ``labels``: it must match what the function accepts."""
+    import inspect
+
+    for name, spec in METRICS.items():
+        accepts = "labels" in inspect.signature(spec.function).parameters
+        assert accepts == (spec.labels is not None), name
+
+
 @pytest.mark.parametrize(
     ("name", "preds", "refs", "expected"),
     [

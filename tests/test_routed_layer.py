@@ -24,7 +24,7 @@ def _experts(d_in: int, d_out: int, ranks: list[int], seed: int = 0) -> list[Exp
 
 
 def _reference(base: nn.Linear, experts: list[ExpertWeights], u: torch.Tensor, config: RouterConfig) -> torch.Tensor:
-    """The method written token by token, expert by expert, straight from ROUTING.md."""
+    """The method written token by token, expert by expert, straight from docs/method.md (section 4)."""
     out = []
     for token in u:
         if config.normalise:

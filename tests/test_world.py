@@ -24,7 +24,7 @@ from routelora.data.world import (
 )
 from routelora.data.world.charts import chart_geometry
 from routelora.data.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
-from routelora.data.world.tasks import METRICS
+from routelora.evaluation.metrics import METRICS
 
 TINY = (20, 10)
 TEXT_ONLY = {"text_entailment", "arith_text"}

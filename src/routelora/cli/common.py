@@ -18,6 +18,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, positional: bool = True
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda where available)")
 
 
+def model_load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`routelora.load_vlm` that :func:`add_model_arguments` registered.
+
+    Every command that loads a model passes all of them on, so a model that needs ``--language-model`` to train
+    an expert can also be evaluated, routed and prototyped with it.
+    """
+    names = ("trust_remote_code", "language_model", "target_pattern", "dtype", "device")
+    return {name: getattr(args, name) for name in names}
+
+
 def given_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The options among ``names`` given on the command line, to build a settings dataclass from.
 

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from routelora.cli.common import add_model_arguments, add_router_arguments, print_table, router_config
+from routelora.cli.common import (
+    add_model_arguments,
+    add_router_arguments,
+    model_load_options,
+    print_table,
+    router_config,
+)
 from routelora.errors import RouteloraError
 from routelora.routing.config import ONE_EXPERT, RouterConfig
 
@@ -47,7 +53,8 @@ def evaluate(
         router: routing settings.
         report: also measure routing accuracy per layer and the oracle (each task's own expert alone).
         heatmap_dir: write a routing heatmap PNG per task here.
-        load_options: ``trust_remote_code``, ``dtype``, ``device``.
+        load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
+            ``target_pattern``, ``dtype``, ``device``).
     """
     from routelora.data.task import load_task
     from routelora.evaluation.evaluate import write_json_atomic
@@ -167,9 +174,7 @@ def _run(args: argparse.Namespace) -> None:
         router_config(args),
         args.routing_report,
         args.heatmap_dir,
-        trust_remote_code=args.trust_remote_code,
-        dtype=args.dtype,
-        device=args.device,
+        **model_load_options(args),
     )
     print_table(results_table(results))
     if reports:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from routelora.cli.common import add_model_arguments, given_options
+from routelora.cli.common import add_model_arguments, given_options, model_load_options
 
 if TYPE_CHECKING:
     from routelora.experts.train import ExpertTrainConfig
@@ -76,28 +76,18 @@ def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **l
     return Path(expert)
 
 
-def _load_options(args: argparse.Namespace) -> dict:
-    return {
-        "trust_remote_code": args.trust_remote_code,
-        "dtype": args.dtype,
-        "device": args.device,
-        "language_model": args.language_model,
-        "target_pattern": args.target_pattern,
-    }
-
-
 def _run_expert(args: argparse.Namespace) -> None:
     from routelora.experts.train import ExpertTrainConfig
 
     config = ExpertTrainConfig(**given_options(args, EXPERT_OPTIONS))
-    expert_train(args.base, args.task, args.out, config, **_load_options(args))
+    expert_train(args.base, args.task, args.out, config, **model_load_options(args))
 
 
 def _run_gate(args: argparse.Namespace) -> None:
     from routelora.gates.train import GateTrainConfig
 
     config = GateTrainConfig(**given_options(args, GATE_OPTIONS))
-    gate_train(args.base, args.expert, args.task, config, **_load_options(args))
+    gate_train(args.base, args.expert, args.task, config, **model_load_options(args))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from routelora.cli.common import add_model_arguments, print_table
+from routelora.cli.common import add_model_arguments, model_load_options, print_table
 from routelora.errors import RouteloraError
 
 
@@ -184,7 +184,8 @@ def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 25
         base: the base model.
         tasks: task YAML files of general data (their train split, else test split, is read).
         samples: prompts averaged per skill.
-        load_options: ``trust_remote_code``, ``dtype``, ``device``.
+        load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
+            ``target_pattern``, ``dtype``, ``device``).
     """
     from routelora.data.samples import load_split
     from routelora.data.task import load_task
@@ -204,8 +205,7 @@ def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 25
 
 
 def _run_base_prototypes(args: argparse.Namespace) -> None:
-    options = {"trust_remote_code": args.trust_remote_code, "dtype": args.dtype, "device": args.device}
-    for path in base_prototypes(args.library, args.base, args.task, args.samples, **options):
+    for path in base_prototypes(args.library, args.base, args.task, args.samples, **model_load_options(args)):
         print(f"wrote {path}")
 
 

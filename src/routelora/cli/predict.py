@@ -5,7 +5,7 @@ from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
-from routelora.cli.common import add_model_arguments, add_router_arguments, router_config
+from routelora.cli.common import add_model_arguments, add_router_arguments, model_load_options, router_config
 from routelora.routing.config import RouterConfig
 
 
@@ -29,7 +29,8 @@ def predict(
         router: routing settings.
         max_new_tokens: generation budget.
         show_routing: return, per prompt token, the experts it chose (majority over layers, then each layer).
-        load_options: ``trust_remote_code``, ``dtype``, ``device``.
+        load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
+            ``target_pattern``, ``dtype``, ``device``).
 
     Returns:
         The answer and, with ``show_routing``, ``(token, choices)`` rows.
@@ -87,9 +88,7 @@ def _run(args: argparse.Namespace) -> None:
         router_config(args),
         args.max_new_tokens,
         args.show_routing,
-        trust_remote_code=args.trust_remote_code,
-        dtype=args.dtype,
-        device=args.device,
+        **model_load_options(args),
     )
     print(answer)
     if rows:

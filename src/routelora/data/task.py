@@ -6,18 +6,9 @@ from pathlib import Path
 import yaml
 
 from routelora.errors import RouteloraError
+from routelora.evaluation.metrics import METRICS
 
-METRIC_NAMES = (
-    "cider",
-    "accuracy",
-    "multilabel_precision",
-    "relaxed_accuracy",
-    "anls",
-    "multiple_choice",
-    "number_match",
-)
 KINDS = ("specialised", "retention", "ablation", "pretraining", "custom")
-LABELLED_METRICS = ("accuracy", "multilabel_precision")
 
 
 class TaskError(RouteloraError):
@@ -43,14 +34,16 @@ class TaskConfig:
     data: TaskData
     """The task's splits."""
     metric: str
-    """Headline metric, one of :data:`METRIC_NAMES`."""
+    """Headline metric, a name in :data:`routelora.evaluation.metrics.METRICS`."""
     description: str = ""
     """One line for people."""
     kind: str = "custom"
     """``specialised`` (a new task), ``retention`` (a general skill to keep), ``ablation``, ``pretraining``
     (generic data of the tiny base only) or ``custom``."""
     labels: list[str] | None = None
-    """Label set of classification tasks (``accuracy``, ``multilabel_precision``); predictions map onto it."""
+    """Passed to the metric, for the metrics that take labels (each metric's ``labels`` in the registry says
+    what they mean: the label set of ``accuracy`` and ``multilabel_precision``, the allowed option letters of
+    ``multiple_choice``)."""
     max_new_tokens: int = 16
     """Generation budget at evaluation."""
     prompt_template: str = "{prompt}"
@@ -70,8 +63,8 @@ class TaskConfig:
         where = f"{self.source}: " if self.source else ""
         if not self.name or not isinstance(self.name, str):
             raise TaskError(f"{where}field 'name' must be a non-empty string")
-        if self.metric not in METRIC_NAMES:
-            raise TaskError(f"{where}field 'metric': unknown metric {self.metric!r}; known: {', '.join(METRIC_NAMES)}")
+        if self.metric not in METRICS:
+            raise TaskError(f"{where}field 'metric': unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
         if self.kind not in KINDS:
             raise TaskError(f"{where}field 'kind': {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.labels is not None:
@@ -81,8 +74,11 @@ class TaskConfig:
                 or not all(isinstance(x, str) for x in self.labels)
             ):
                 raise TaskError(f"{where}field 'labels' must be a non-empty list of strings")
-            if self.metric not in LABELLED_METRICS:
-                raise TaskError(f"{where}field 'labels' is only used by {' and '.join(LABELLED_METRICS)}")
+            if METRICS[self.metric].labels is None:
+                takers = ", ".join(name for name, spec in METRICS.items() if spec.labels is not None)
+                raise TaskError(
+                    f"{where}field 'labels': metric {self.metric!r} takes no labels (only {takers} do); remove it"
+                )
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise TaskError(f"{where}field 'max_new_tokens' must be a positive integer")
         if "{prompt}" not in self.prompt_template and "{" not in self.prompt_template:

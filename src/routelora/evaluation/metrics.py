@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from routelora.evaluation.caption_metrics import CIDER_MAXIMUM, caption_metrics, validate_inputs
@@ -339,16 +340,29 @@ def _cider(predictions: Sequence[str], references: Sequence[Sequence[str]], **op
     return {"score": scores["cider"], **scores, "per_sample": per_sample}
 
 
-METRICS: dict[str, Callable[..., MetricResult]] = {
-    "cider": _cider,
-    "accuracy": accuracy,
-    "multilabel_precision": multilabel_precision,
-    "relaxed_accuracy": relaxed_accuracy,
-    "anls": anls,
-    "multiple_choice": multiple_choice,
-    "number_match": number_match,
+@dataclass(frozen=True)
+class MetricSpec:
+    """One registered metric: how to compute it, and what a task file may tell it."""
+
+    function: Callable[..., MetricResult]
+    """``function(predictions, references, **options)``."""
+    labels: str | None = None
+    """What a task's ``labels`` field means to this metric (None: the metric takes no labels, and a task file
+    that sets them is refused)."""
+    maximum: float = 1.0
+    """Highest attainable score."""
+
+
+METRICS: dict[str, MetricSpec] = {
+    "cider": MetricSpec(_cider, maximum=CIDER_MAXIMUM),
+    "accuracy": MetricSpec(accuracy, labels="the label set; each prediction is mapped onto one label"),
+    "multilabel_precision": MetricSpec(multilabel_precision, labels="the label set; other predicted labels drop"),
+    "relaxed_accuracy": MetricSpec(relaxed_accuracy),
+    "anls": MetricSpec(anls),
+    "multiple_choice": MetricSpec(multiple_choice, labels="the allowed option letters, e.g. [A, B, C, D]"),
+    "number_match": MetricSpec(number_match),
 }
-_TAKES_LABELS = frozenset({"accuracy", "multilabel_precision", "multiple_choice"})
+"""Every metric a task can name, by name: the one registry that task files are validated against."""
 
 
 def _check_name(name: str) -> None:
@@ -371,9 +385,9 @@ def compute_metric(
     """
     _check_name(name)
     validate_inputs(predictions, references)
-    if labels is not None and name in _TAKES_LABELS:
+    if labels is not None and METRICS[name].labels is not None:
         options["labels"] = labels
-    return METRICS[name](predictions, references, **options)
+    return METRICS[name].function(predictions, references, **options)
 
 
 def metric_maximum(name: str) -> float:
@@ -383,4 +397,4 @@ def metric_maximum(name: str) -> float:
     in n-gram weights to every reference. For "at least 80% of the maximum", CIDEr thresholds are rarely useful.
     """
     _check_name(name)
-    return CIDER_MAXIMUM if name == "cider" else 1.0
+    return METRICS[name].maximum

@@ -14,6 +14,7 @@ import torch
 
 from routelora.cache import cached_base, cached_world
 from routelora.data.task import load_task
+from routelora.environment import package_versions
 from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
 from routelora.evaluation.plots import routing_heatmap
 from routelora.evaluation.routing_report import layer_shares, routing_report
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(rows, reports)
     print(table)
     routing = {label: [vars(r) for r in items] for label, items in reports.items()}
-    write_json_atomic(args.out / "results.json", {"router": asdict(router), "scores": rows, "routing": routing})
+    results = {"router": asdict(router), "scores": rows, "routing": routing, "environment": package_versions()}
+    write_json_atomic(args.out / "results.json", results)
     (args.out / "results.md").write_text(table + "\n")
     print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
 

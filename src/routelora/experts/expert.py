@@ -5,6 +5,7 @@ Layout of an expert directory::
     adapter_config.json         as PEFT writes it (PeftModel.save_pretrained)
     adapter_model.safetensors   base_model.model.<module>.lora_A.weight (r, d_in) / .lora_B.weight (d_out, r)
     gates.safetensors           optional until gates are trained: <module> -> float32 (d_in,)
+    prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,)
     expert.json                 name, task, base_fingerprint, rank, alpha, targets, training, gate_training, ...
 
 Only safetensors and JSON are ever read: nothing is unpickled. Every write goes to a temporary file or directory
@@ -33,6 +34,7 @@ from routelora.experts.fingerprint import IncompatibleExpertError, check_compati
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 GATES = "gates.safetensors"
+PROTOTYPES = "prototypes.safetensors"
 EXPERT_JSON = "expert.json"
 
 PEFT_PREFIX = "base_model.model."
@@ -80,6 +82,9 @@ class Expert:
     """Full module name -> ``s`` of ``y = W u + s * B A u``: alpha / r, or alpha / sqrt(r) with rsLoRA."""
     gates: dict[str, torch.Tensor] | None = None
     """Full module name -> float32 gate vector ``v`` of shape (d_in,); None until gates are trained."""
+    prototypes: dict[str, torch.Tensor] | None = None
+    """Routing prototypes: full module name (and ``input_embeddings``) -> float32 mean standardised input of
+    shape (d,), over the expert's own task prompts; None until computed (see :mod:`routelora.gates.prototypes`)."""
     metadata: dict = field(default_factory=dict)
     """Contents of ``expert.json``."""
     adapter_config: dict | None = None
@@ -274,7 +279,20 @@ def load_expert(path: str | Path) -> Expert:
     lora_B = {name: lora_B[name] for name in targets}
     scaling = lora_scalings(config, {n: a.shape[0] for n, a in lora_A.items()}, path / ADAPTER_CONFIG)
     gates = _read_gates(path / GATES, lora_A) if (path / GATES).exists() else None
-    return Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, gates, metadata, config)
+    prototypes = _read_prototypes(path / PROTOTYPES, lora_A) if (path / PROTOTYPES).exists() else None
+    return Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, gates, prototypes, metadata, config)
+
+
+def _read_prototypes(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    prototypes = read_safetensors(path)
+    for name, vector in prototypes.items():
+        if name in lora_A and tuple(vector.shape) != (lora_A[name].shape[1],):
+            raise ExpertFormatError(
+                f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({lora_A[name].shape[1]},)"
+            )
+        if vector.dim() != 1:
+            raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
+    return {name: vector.to(torch.float32) for name, vector in prototypes.items()}
 
 
 def expert_metadata(
@@ -396,6 +414,9 @@ def write_expert_files(expert: Expert, directory: Path) -> None:
         gates = _gate_tensors(expert.gates)
         check_gates(gates, expert.lora_A, f"gates of expert {expert.name!r}")
         atomic_write(directory / GATES, save(gates))
+    if expert.prototypes is not None:
+        prototypes = {name: _owned(vector, torch.float32) for name, vector in expert.prototypes.items()}
+        atomic_write(directory / PROTOTYPES, save(prototypes))
     write_expert_json(directory, {**expert.metadata, "name": expert.name, "targets": expert.targets})
 
 

@@ -290,4 +290,4 @@ def expert_from_peft(peft_dir: str | Path, name: str, base_model: nn.Module) -> 
     }
     metadata = expert_metadata(name, name, base_fingerprint(base_model), order, max(ranks.values()), alpha, training)
     scaling = lora_scalings(adapter_config, ranks, peft_dir / ADAPTER_CONFIG)
-    return Expert(name, None, lora_A, lora_B, scaling, None, metadata, adapter_config)
+    return Expert(name, None, lora_A, lora_B, scaling, metadata=metadata, adapter_config=adapter_config)

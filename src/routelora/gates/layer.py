@@ -7,7 +7,7 @@ from torch import nn
 class GatedLoraLinear(nn.Module):
     """``y = W u + s B A u sigmoid(v . u)`` on the raw input ``u``; only ``v`` is trainable.
 
-    ``v`` starts at zero, so the gate starts at 0.5 (ROUTING.md, stage 2).
+    ``v`` starts at zero, so the gate starts at 0.5 (docs/method.md, section 3).
     """
 
     def __init__(self, base: nn.Linear, lora_A: torch.Tensor, lora_B: torch.Tensor, scaling: float) -> None:

@@ -18,11 +18,12 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
+from routelora.experts.expert import PROTOTYPES
 from routelora.models.layout import image_token_id, text_token_mask
 from routelora.routing.decision import EMBEDDINGS_KEY
 from routelora.routing.layer import standardise
 
-PROTOTYPES_FILE = "prototypes.safetensors"
+PROTOTYPES_FILE = PROTOTYPES  # the file name belongs to the expert directory layout
 
 
 @torch.no_grad()

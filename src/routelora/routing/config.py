@@ -62,7 +62,8 @@ class RouterConfig:
 
 
 PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
-"""The paper's recipe (ROUTING.md) applied literally: every token at every layer picks its top-1 expert by gates."""
+"""The paper's recipe (docs/method.md, section 4): every token at every layer picks its top-1 expert by gates, scored
+PHATGOOSE-style (tokens and gates standardised; `normalise=False` gives the paper's plain `v . u`)."""
 
 ONE_EXPERT = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
 """For a single expert: every token takes it, which is the plain LoRA model (the oracle in evaluations)."""

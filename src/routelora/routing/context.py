@@ -3,16 +3,24 @@
 Sequence-level routing decides once per sequence from its prompt tokens and applies the choice to every token,
 image tokens included. Every routed layer sees the whole prompt in the prefill forward, so the decision is made
 inside that same forward (no second pass over the prompt) and kept for the decoding steps that follow.
+
+What counts as a decoding step is read from nothing private to ``generate`` (docs/method.md, "Decisions during
+generation"): inside a routed model's ``generate`` call (see :func:`routelora.routing.model.attach_router`) the
+first forward is the prefill and every later one continues it, with or without a KV cache; outside one, a forward
+continues a sequence when any of its arguments is a ``transformers.Cache`` that already holds tokens, whatever
+keyword it came under.
 """
 
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from transformers import Cache
 
 from routelora.models.layout import text_token_mask
 
-PAD, IMAGE, PROMPT, GENERATED = 0, 1, 2, 3
+SEEN, PAD, IMAGE, PROMPT, GENERATED = -1, 0, 1, 2, 3
+"""Token kinds; :data:`SEEN` marks a position an earlier forward of the same generation already routed."""
 KIND_NAMES = ("pad", "image", "text", "generated")
 
 
@@ -23,20 +31,33 @@ class RoutingContext:
     pool_mask: torch.Tensor | None = None
     """(batch, seq) bool: tokens a sequence's decision is pooled over (real text tokens of the prompt)."""
     decoding: bool = False
-    """True in a cached decoding step: reuse the decisions of the prefill."""
+    """True in a forward that continues an earlier one (a decoding step): reuse the decisions of the prefill."""
     decisions: dict[str, torch.Tensor] = field(default_factory=dict)
     """Per layer name: (batch, candidates) mixing weights chosen at prefill."""
     shared: tuple[torch.Tensor, torch.Tensor] | None = None
     """(batch, candidates) weights and (batch, k) choices decided once at prefill for every layer (see
     :mod:`routelora.routing.decision`); None when each layer decides on its own."""
     token_kinds: torch.Tensor | None = None
-    """(batch, seq) int: :data:`PAD`, :data:`IMAGE`, :data:`PROMPT` or :data:`GENERATED`, for traces."""
+    """(batch, seq) int: :data:`PAD`, :data:`IMAGE`, :data:`PROMPT`, :data:`GENERATED` or :data:`SEEN`."""
     counts: dict[str, torch.Tensor] = field(default_factory=dict)
     """Per layer name: (token kinds, experts + 1) tokens that chose each expert (last column: the base model),
     accumulated while ``recording``."""
     recording: bool = False
     """Accumulate :attr:`counts` in every routed forward."""
     num_experts: int = 0
+    generating: bool = False
+    """Inside a routed model's ``generate`` call."""
+    prefilled: bool = False
+    """The current ``generate`` call has run its first (prefill) forward."""
+    seen: int = 0
+    """Positions of the current sequences routed so far (prompt and generated tokens)."""
+
+    def begin_generation(self) -> None:
+        """Mark the start of a ``generate`` call: its first forward decides, every later one reuses."""
+        self.generating, self.prefilled = True, False
+
+    def end_generation(self) -> None:
+        self.generating, self.prefilled = False, False
 
     def record(self, layer: str, chosen: torch.Tensor) -> None:
         """Add one forward's top-1 choices (tokens, k) of ``layer`` to :attr:`counts`."""
@@ -45,11 +66,18 @@ class RoutingContext:
         kinds = self.token_kinds.reshape(-1).to(chosen.device)  # (tokens,)
         if kinds.numel() != chosen.shape[0]:
             return
-        first = chosen[:, 0].clone()  # (tokens,)
+        new = kinds != SEEN  # (tokens,) positions a no-cache decoding step computes again are counted once
+        first = chosen[new, 0].clone()  # (new tokens,)
         first[first < 0] = self.num_experts  # the base model's column
         table = self.counts.setdefault(layer, torch.zeros(len(KIND_NAMES), self.num_experts + 1, dtype=torch.long))
-        flat = (kinds * (self.num_experts + 1) + first).cpu()
+        flat = (kinds[new] * (self.num_experts + 1) + first).cpu()
         table += torch.bincount(flat, minlength=table.numel()).view_as(table)
+
+
+def find_cache(args: tuple, kwargs: dict) -> Cache | None:
+    """The KV cache among a forward's arguments, found by its type rather than by the keyword it is passed under
+    (transformers 5.24 renamed ``past_key_values`` to ``cache`` in ``generate``)."""
+    return next((value for value in (*args, *kwargs.values()) if isinstance(value, Cache)), None)
 
 
 def install_context_hook(
@@ -62,24 +90,33 @@ def install_context_hook(
     """
 
     def before_forward(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
         attention_mask = kwargs.get("attention_mask")
-        cache = kwargs.get("past_key_values")
-        cached_tokens = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
-        context.decoding = cached_tokens > 0
+        cache = find_cache(args, kwargs)
+        start = cache.get_seq_length() if cache is not None else 0  # positions already in the cache
+        context.decoding = (context.generating and context.prefilled) or start > 0
         if context.decoding:
-            context.token_kinds = None if input_ids is None else torch.full_like(input_ids, GENERATED)
+            if input_ids is None:
+                context.token_kinds = None
+            else:
+                positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)  # (seq,)
+                kinds = torch.full_like(input_ids, GENERATED)  # (batch, seq)
+                context.token_kinds = kinds.masked_fill(positions < context.seen, SEEN)
+                context.seen = max(context.seen, start + input_ids.shape[1])
             return
+        context.prefilled = context.generating
         context.decisions.clear()
         context.shared = None
         if input_ids is None:
             embeddings = kwargs.get("inputs_embeds")
             real = attention_mask.bool() if attention_mask is not None else None
             context.pool_mask, context.token_kinds = real, None
+            context.seen = embeddings.shape[1] if embeddings is not None else 0
             if decider is not None and embeddings is not None:
                 real = real if real is not None else torch.ones(embeddings.shape[:2], dtype=torch.bool)
                 context.shared = decider(embeddings, real)
             return
+        context.seen = input_ids.shape[1]
         context.pool_mask = text_token_mask(input_ids, attention_mask, image_token_id)
         kinds = torch.full_like(input_ids, PROMPT)
         kinds[~context.pool_mask] = IMAGE

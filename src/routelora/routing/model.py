@@ -1,5 +1,6 @@
 """Attach a router to a model: every adapter target becomes a routed layer over all loaded experts."""
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,7 +11,7 @@ from torch import nn
 from routelora.errors import RouteloraError
 from routelora.experts.expert import Expert, check_compatible
 from routelora.experts.library import ExpertLibrary
-from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes, load_prototypes
+from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes
 from routelora.models.layout import image_token_id
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext, install_context_hook
@@ -42,6 +43,7 @@ class RoutedModel:
         restore_modules(self.model, self.originals)
         if self.hook is not None:
             self.hook.remove()
+        self.model.__dict__.pop("generate", None)
         if getattr(self.model, "routelora_router", None) is self:
             del self.model.routelora_router
         return self.model
@@ -68,10 +70,12 @@ class RoutedModel:
 def _routing_vectors(expert: Expert, config: RouterConfig) -> dict[str, torch.Tensor] | None:
     if config.vectors == "gates":
         return expert.gates
-    path = Path(expert.path) / PROTOTYPES_FILE
-    if not path.is_file():
-        raise RouteloraError(f"expert {expert.name} has no {PROTOTYPES_FILE}; `routelora gate train` computes it")
-    return load_prototypes(path)
+    if expert.prototypes is None:
+        raise RouteloraError(
+            f"expert {expert.name} has no routing prototypes; `routelora gate train` computes them "
+            "(in the API: Expert.prototypes from routelora.gates.prototypes.compute_prototypes)"
+        )
+    return expert.prototypes
 
 
 def attach_router(
@@ -137,6 +141,8 @@ def attach_router(
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
     hook = install_context_hook(model, context, image_token_id(model.config), decider)
+    if hasattr(model, "generate"):
+        _mark_generation(model, context)
     layers = {n: model.get_submodule(n) for n in names}
     handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
     model.routelora_router = handle
@@ -166,6 +172,25 @@ def _decider(
     expert_keys = torch.stack([routing[EMBEDDINGS_KEY] for routing in vectors])  # (experts, d)
     base_keys = torch.stack([base_prototypes[s][EMBEDDINGS_KEY] for s in skills]) if skills else None
     return SequenceDecider(expert_keys, base_keys, config.top_k, config.normalise, config.fallback_threshold)
+
+
+def _mark_generation(model: nn.Module, context: RoutingContext) -> None:
+    """Wrap the model's own ``generate`` so the routing context knows where a generation starts and ends.
+
+    Its first forward is then the prefill and every later one a decoding step, with or without a KV cache, which
+    relies on nothing but the public call. The wrapper is an attribute of this model instance; ``detach`` removes it.
+    """
+    original = model.generate
+
+    @functools.wraps(original)
+    def generate(*args, **kwargs):
+        context.begin_generation()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            context.end_generation()
+
+    model.generate = generate
 
 
 def _model_order(model: nn.Module) -> list[str]:

@@ -20,7 +20,6 @@ from .sampling import Sample, SampleContext
 from .specialised import GENRES, MEME_LABELS, make_caption, make_entailment, make_genre, make_meme
 
 KINDS = ("specialised", "retention", "ablation", "pretraining")
-METRICS = ("cider", "accuracy", "multilabel_precision", "relaxed_accuracy", "anls", "multiple_choice", "number_match")
 DEFAULT_SIZES = {
     "specialised": (2000, 200),
     "retention": (3000, 200),
