@@ -9,7 +9,7 @@ from PIL import Image
 from routelora.data.collate import IGNORE_INDEX, VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import TaskError, load_task
-from routelora.models import TinyVLMRecipe, build_tiny_vlm
+from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 
 CORPUS = ["What colour is the circle? red blue green", "a red circle above a blue square"] * 20
 
@@ -77,7 +77,7 @@ def test_bad_task_files_name_the_field_or_line(tmp_path, yaml_text, message):
 
 def test_multiple_choice_task_sets_its_letters(tmp_path):
     """A task file may give multiple_choice its allowed letters, and evaluation then scores with them."""
-    from routelora.evaluation.metrics import compute_metric
+    from routelora.metrics import compute_metric
 
     (tmp_path / "t.yaml").write_text(
         "name: x\nmetric: multiple_choice\nlabels: [A, B, C, D, E, F]\ndata: {test: a.jsonl}\n"

@@ -12,11 +12,12 @@ from routelora.cli.main import main
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
-from routelora.experts import ExpertLibrary, load_expert
+from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+from routelora.experts import ExpertLibrary, load_expert, save_expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import compute_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
-from routelora.models import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+from routelora.models import save_checkpoint
 from routelora.routing.config import ONE_EXPERT, PRESETS, RouterConfig
 from routelora.routing.model import attach_router
 
@@ -47,15 +48,9 @@ def setup(tmp_path_factory):
     shape = _task(root, "shape", "What shape is it?", ["square", "circle"] * 4)
     config = ExpertTrainConfig(rank=4, steps=6, batch_size=4, lr=1e-2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    colour_dir, _ = train_expert(model, processor, colour, root / "exp-colour", config, progress=False)
-    shape_dir, _ = train_expert(
-        model,
-        processor,
-        shape,
-        root / "exp-shape",
-        ExpertTrainConfig(rank=8, steps=6, batch_size=4, lr=1e-2),
-        progress=False,
-    )
+    colour_dir = save_expert(train_expert(model, processor, colour, config, progress=False)[0], root / "exp-colour")
+    shape_config = ExpertTrainConfig(rank=8, steps=6, batch_size=4, lr=1e-2)
+    shape_dir = save_expert(train_expert(model, processor, shape, shape_config, progress=False)[0], root / "exp-shape")
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     for task, directory in ((colour, colour_dir), (shape, shape_dir)):  # every test may route: gates needed
@@ -99,7 +94,7 @@ def test_gate_training_changes_only_gates(setup):
     for name, (task, directory) in tasks.items():
         files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        gates, result = train_gates(
+        trained, result = train_gates(
             model, processor, directory, task, GateTrainConfig(steps=4, batch_size=4), progress=False
         )
         after = model.state_dict()
@@ -111,6 +106,10 @@ def test_gate_training_changes_only_gates(setup):
         assert expert.has_gates and set(expert.gates) == set(expert.targets)
         assert any(torch.count_nonzero(g) > 0 for g in expert.gates.values())
         assert json.loads((directory / "expert.json").read_text())["gate_training"]["task"] == name
+        # what training returned in memory is what the directory now holds
+        assert all(torch.equal(trained.gates[n], expert.gates[n]) for n in expert.targets)
+        assert trained.prototypes.keys() == expert.prototypes.keys()
+        assert all(torch.equal(trained.prototypes[n], expert.prototypes[n]) for n in expert.prototypes)
 
 
 def test_library_save_load_gives_identical_routed_logits(setup, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for routelora.evaluation.metrics and caption_metrics (hand-computed values, edge cases)."""
+"""Tests for routelora.metrics (answers, caption, registry) (hand-computed values, edge cases)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import math
 
 import pytest
 
-from routelora.evaluation import caption_metrics as cm
-from routelora.evaluation.caption_metrics import caption_metrics, python_ptb_tokenize, tokenize_captions
-from routelora.evaluation.metrics import (
-    METRICS,
+from routelora.metrics import METRICS, compute_metric, metric_maximum
+from routelora.metrics import caption as cm
+from routelora.metrics.answers import (
     accuracy,
     anls,
     anls_score,
-    compute_metric,
     extract_choice,
     extract_last_number,
     levenshtein,
     map_to_label,
-    metric_maximum,
     multilabel_precision,
     multiple_choice,
     normalize_answer,
@@ -28,6 +25,7 @@ from routelora.evaluation.metrics import (
     relaxed_accuracy,
     relaxed_match,
 )
+from routelora.metrics.caption import caption_metrics, python_ptb_tokenize, tokenize_captions
 
 needs_java = pytest.mark.skipif(not cm.java_available(), reason="java not on PATH: PTB tokenizer / METEOR")
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from routelora.models import TinyVLMRecipe, build_tiny_vlm, get_layout, load_vlm, save_checkpoint
-from routelora.models.tokenizer import IMAGE_TOKEN
+from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+from routelora.embedded.tokenizer import IMAGE_TOKEN
+from routelora.models import get_layout, load_vlm, save_checkpoint
 
 CORPUS = [
     "What colour is the circle? A. red B. blue C. green D. yellow",

@@ -9,8 +9,9 @@ from routelora.cli.main import main
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
+from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.evaluation.evaluate import evaluate_task
-from routelora.models import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+from routelora.models import save_checkpoint
 from routelora.training import TrainConfig, mixed_batches, train
 
 CORPUS = ["What colour is the square? red blue", "a red square", "a blue square"] * 20

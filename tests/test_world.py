@@ -1,4 +1,4 @@
-"""Tests of the procedural task world (routelora.data.world)."""
+"""Tests of the procedural task world (routelora.embedded.world)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from routelora.data.world import (
+from routelora.embedded.world import (
     TASK_SPECS,
     WORLD_TASKS,
     WorldManifest,
@@ -22,9 +22,9 @@ from routelora.data.world import (
     resolve_sizes,
     world_corpus,
 )
-from routelora.data.world.charts import chart_geometry
-from routelora.data.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
-from routelora.evaluation.metrics import METRICS
+from routelora.embedded.world.charts import chart_geometry
+from routelora.embedded.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
+from routelora.metrics import METRICS
 
 TINY = (20, 10)
 TEXT_ONLY = {"text_entailment", "arith_text"}

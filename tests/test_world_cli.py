@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from routelora.cache import cached_base, cached_world
 from routelora.cli.main import main
 from routelora.data.task import load_task
+from routelora.embedded.cache import cached_base, cached_world
+from routelora.embedded.pretrain import PretrainRecipe
 from routelora.models import load_vlm
-from routelora.models.pretrain import PretrainRecipe
 
 
 def test_world_generate_and_sheet(tmp_path, capsys):

@@ -6,15 +6,14 @@ The public names below are imported on first use (PEP 562), so ``import routelor
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from routelora._version import __version__
 
 if TYPE_CHECKING:
+    from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
     from routelora.errors import RouteloraError
     from routelora.experts.library import ExpertLibrary
     from routelora.models import (
-        TinyVLMRecipe,
         VLMLayout,
-        build_tiny_vlm,
         freeze_vision_and_projector,
         get_layout,
         load_vlm,
@@ -30,10 +29,10 @@ _LAZY = {
     "PAPER_ROUTER": "routelora.routing.config",
     "RouteloraError": "routelora.errors",
     "RouterConfig": "routelora.routing.config",
-    "TinyVLMRecipe": "routelora.models",
+    "TinyVLMRecipe": "routelora.embedded.tiny",
     "VLMLayout": "routelora.models",
     "attach_router": "routelora.routing.model",
-    "build_tiny_vlm": "routelora.models",
+    "build_tiny_vlm": "routelora.embedded.tiny",
     "freeze_vision_and_projector": "routelora.models",
     "get_layout": "routelora.models",
     "load_vlm": "routelora.models",

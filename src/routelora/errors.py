@@ -19,3 +19,11 @@ class RemoteCodeRequiredError(RouteloraError):
 
 class UnknownArchitectureError(RouteloraError):
     """routelora does not know where this architecture keeps its language model."""
+
+
+class FileFormatError(RouteloraError):
+    """A file routelora reads is missing, is not what its name says, or holds the wrong structure."""
+
+
+class ExpertFormatError(FileFormatError):
+    """An expert or PEFT adapter directory is missing a file, has a broken one, or holds an unsupported adapter."""

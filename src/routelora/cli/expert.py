@@ -39,12 +39,20 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **
         load_options: ``trust_remote_code``, ``dtype``, ``device``, ``language_model``, ``target_pattern``.
     """
     from routelora.data.task import load_task
+    from routelora.errors import RouteloraError
+    from routelora.experts import save_expert
     from routelora.experts.train import train_expert
     from routelora.models import load_vlm
 
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()):
+        raise RouteloraError(f"{out} exists and is not empty; choose another --out or remove it")
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
-    path, result = train_expert(model, processor, task_config, out, config)
+    expert, result = train_expert(model, processor, task_config, config)
+    if out.is_dir():
+        out.rmdir()  # empty: the expert is written beside it and renamed into place
+    path = save_expert(expert, out)
     print(
         f"expert {task_config.name}: {result.config['steps']} steps in {result.seconds:.0f} s, "
         f"final loss {result.losses[-1]:.3f}; wrote {path}"
@@ -68,9 +76,9 @@ def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **l
 
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
-    gates, result = train_gates(model, processor, expert, task_config, config)
+    trained, result = train_gates(model, processor, expert, task_config, config)
     print(
-        f"gates of {expert}: {len(gates)} vectors, {config.steps} steps in {result.seconds:.0f} s, "
+        f"gates of {expert}: {len(trained.gates)} vectors, {config.steps} steps in {result.seconds:.0f} s, "
         f"final loss {result.losses[-1]:.3f}"
     )
     return Path(expert)

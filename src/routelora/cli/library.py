@@ -189,7 +189,8 @@ def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 25
     """
     from routelora.data.samples import load_split
     from routelora.data.task import load_task
-    from routelora.gates.prototypes import compute_prototypes, save_base_prototypes
+    from routelora.experts.library import save_base_prototypes
+    from routelora.gates.prototypes import compute_prototypes
     from routelora.models import get_layout, load_vlm
 
     model, processor = load_vlm(base, **load_options)

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from routelora import __version__
+from routelora._version import __version__
 from routelora.cli import bench, evaluate, expert, info, library, predict, tiny, world
 from routelora.errors import RouteloraError
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from routelora.cli.common import print_table
 
 if TYPE_CHECKING:
-    from routelora.models.pretrain import PretrainReport
+    from routelora.embedded.pretrain import PretrainReport
 
 
 def tiny_build(out: Path, seed: int = 0) -> Path:
@@ -21,7 +21,8 @@ def tiny_build(out: Path, seed: int = 0) -> Path:
         out: directory to create (must not exist or be empty).
         seed: seed of the weight initialisation.
     """
-    from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
+    from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+    from routelora.models.checkpoint import save_checkpoint
 
     recipe = TinyVLMRecipe(seed=seed)
     model, processor = build_tiny_vlm(recipe)
@@ -37,8 +38,8 @@ def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 
         steps: optimizer steps (default: the recipe's).
         seed: seed of the weight initialisation and of batch sampling.
     """
-    from routelora.models.pretrain import PretrainRecipe, pretrain_tiny
-    from routelora.models.tiny import TinyVLMRecipe
+    from routelora.embedded.pretrain import PretrainRecipe, pretrain_tiny
+    from routelora.embedded.tiny import TinyVLMRecipe
 
     recipe = PretrainRecipe(seed=seed) if steps is None else PretrainRecipe(seed=seed, steps=steps)
     return pretrain_tiny(world, out, TinyVLMRecipe(seed=seed), recipe)
@@ -46,7 +47,7 @@ def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 
 
 def tiny_path() -> Path:
     """Where the cached pretrained tiny base is, pretraining it first if needed (a few minutes)."""
-    from routelora.cache import cached_base
+    from routelora.embedded.cache import cached_base
 
     return cached_base()
 

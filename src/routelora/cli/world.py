@@ -18,7 +18,7 @@ def world_generate(
         tasks: restrict to these task names.
         sheet: also write a contact sheet PNG of a few samples per task.
     """
-    from routelora.data.world import contact_sheet, generate_world
+    from routelora.embedded.world import contact_sheet, generate_world
 
     generate_world(out, seed=seed, sizes=_parse_size(size), tasks=tasks)
     if sheet is not None:
@@ -45,7 +45,7 @@ def _run_generate(args: argparse.Namespace) -> None:
 
 
 def _run_sheet(args: argparse.Namespace) -> None:
-    from routelora.data.world import contact_sheet
+    from routelora.embedded.world import contact_sheet
 
     print(f"wrote {contact_sheet(args.world, args.out, per_task=args.per_task)}")
 

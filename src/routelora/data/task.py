@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from routelora.errors import RouteloraError
-from routelora.evaluation.metrics import METRICS
+from routelora.metrics import METRICS
 
 KINDS = ("specialised", "retention", "ablation", "pretraining", "custom")
 
@@ -34,7 +34,7 @@ class TaskConfig:
     data: TaskData
     """The task's splits."""
     metric: str
-    """Headline metric, a name in :data:`routelora.evaluation.metrics.METRICS`."""
+    """Headline metric, a name in :data:`routelora.metrics.METRICS`."""
     description: str = ""
     """One line for people."""
     kind: str = "custom"

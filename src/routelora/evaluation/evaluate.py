@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
-from routelora.evaluation.metrics import compute_metric
+from routelora.metrics import compute_metric
 
 
 @dataclass

@@ -5,22 +5,22 @@ and the base live in the routelora cache, and experts already in the library are
 """
 
 import argparse
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from routelora.cache import cached_base, cached_world
 from routelora.data.task import load_task
+from routelora.embedded.cache import cached_base, cached_world
 from routelora.environment import package_versions
 from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
 from routelora.evaluation.plots import routing_heatmap
 from routelora.evaluation.routing_report import layer_shares, routing_report
 from routelora.experts import ExpertLibrary
+from routelora.experts.library import save_base_prototypes
 from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.gates.prototypes import compute_prototypes, save_base_prototypes
+from routelora.gates.prototypes import compute_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import get_layout, load_vlm
 from routelora.routing.config import ONE_EXPERT, PAPER_ROUTER, RouterConfig
@@ -45,12 +45,9 @@ def build_library(base: Path, world: Path, library: Path, limit_steps: int | Non
         if name in lib:
             continue
         task = load_task(world / f"{name}.yaml")
-        staging = library / f".train-{name}"
-        shutil.rmtree(staging, ignore_errors=True)
-        train_expert(model, processor, task, staging, recipe)
-        train_gates(model, processor, staging, task, GATE_RECIPE)
-        lib.add(staging, name=name)
-        shutil.rmtree(staging, ignore_errors=True)
+        expert, _ = train_expert(model, processor, task, recipe)
+        expert, _ = train_gates(model, processor, expert, task, GATE_RECIPE)
+        lib.add(expert, name=name)
     targets = get_layout(model).targets
     for name in RETENTION:
         if not (library / "_base" / f"{name}.safetensors").is_file():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from routelora.cache import cached_base, cached_world
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
+from routelora.embedded.cache import cached_base, cached_world
 from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
 from routelora.evaluation.routing_report import routing_report
 from routelora.experts import ExpertLibrary

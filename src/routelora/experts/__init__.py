@@ -1,8 +1,8 @@
 """LoRA experts on disk (PEFT adapter + gates + ``expert.json``) and the expert library."""
 
+from routelora.errors import ExpertFormatError
 from routelora.experts.expert import (
     Expert,
-    ExpertFormatError,
     expert_metadata,
     load_expert,
     save_expert,

@@ -7,63 +7,39 @@ Layout of an expert directory::
     gates.safetensors           optional until gates are trained: <module> -> float32 (d_in,)
     prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,)
     expert.json                 name, task, base_fingerprint, rank, alpha, targets, training, gate_training, ...
+    loss_log.json               optional: the training run's losses
 
 Only safetensors and JSON are ever read: nothing is unpickled. Every write goes to a temporary file or directory
 first and is moved into place with ``os.replace``, so a crash never leaves a half-written expert behind.
 """
 
-import json
-import math
-import os
-import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from routelora import __version__
-from routelora.errors import RouteloraError
+from routelora import io
+from routelora._version import __version__
+from routelora.errors import ExpertFormatError
+from routelora.experts.peft_adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    PEFT_PREFIX,
+    lora_scalings,
+    natural_key,
+    read_adapter,
+)
 
-# Re-exported: callers check an expert where they load it.
-from routelora.experts.fingerprint import IncompatibleExpertError, check_compatible  # noqa: F401
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 GATES = "gates.safetensors"
 PROTOTYPES = "prototypes.safetensors"
+EMBEDDINGS_KEY = "input_embeddings"
+"""Key of the input-embedding prototype in a prototypes file (the other keys are module names)."""
 EXPERT_JSON = "expert.json"
-
-PEFT_PREFIX = "base_model.model."
-LORA_SUFFIXES = {".lora_A.weight": "A", ".lora_B.weight": "B"}
 REQUIRED_METADATA = ("name", "base_fingerprint", "targets")
-
-# Fields of adapter_config.json that make an adapter something other than y = W u + s * B A u on linears.
-UNSUPPORTED_FIELDS = {
-    "use_dora": "DoRA adds a magnitude vector",
-    "lora_bias": "LoRA biases add a bias to lora_B",
-    "modules_to_save": "fully trained copies of whole modules",
-    "trainable_token_indices": "trained embedding rows",
-    "target_parameters": "LoRA on raw parameters (MoE experts)",
-    "layer_replication": "replicated layers",
-    "fan_in_fan_out": "transposed (Conv1D) weights",
-    "use_qalora": "QA-LoRA pooling",
-    "use_bdlora": "block-diagonal LoRA",
-    "alora_invocation_tokens": "activated LoRA",
-    "arrow_config": "Arrow routing",
-    "kasa_config": "KaSA",
-    "monteclora_config": "MonteCLoRA",
-    "megatron_config": "Megatron parallel layers",
-}
-# Initialisations that rewrite the base weights: the adapter is only valid on top of the rewritten base.
-BASE_MODIFYING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
-
-
-class ExpertFormatError(RouteloraError):
-    """An expert or PEFT adapter directory is missing a file, has a broken one, or holds an unsupported adapter."""
+LOSS_LOG = "loss_log.json"
 
 
 @dataclass
@@ -89,6 +65,8 @@ class Expert:
     """Contents of ``expert.json``."""
     adapter_config: dict | None = None
     """``adapter_config.json`` as read, written back unchanged by :func:`save_expert`; None builds a minimal one."""
+    training_log: dict | None = None
+    """Losses and settings of the training run (``loss_log.json``), where known."""
 
     @property
     def targets(self) -> list[str]:
@@ -111,132 +89,8 @@ class Expert:
         return self.gates is not None
 
 
-def natural_key(name: str) -> list:
-    """Sort key putting ``layers.2`` before ``layers.10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from ``path``, with an error naming the file when it is missing or broken."""
-    if not path.is_file():
-        raise ExpertFormatError(f"{path} is missing")
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ExpertFormatError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise ExpertFormatError(f"{path} must hold a JSON object, not {type(value).__name__}")
-    return value
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, on CPU, with an error naming the file when it is missing or broken."""
-    if not path.is_file():
-        raise ExpertFormatError(f"{path} is missing")
-    try:
-        return load_file(path, device="cpu")
-    except Exception as error:  # safetensors raises its own error types, OSError, or ValueError on a bad header
-        raise ExpertFormatError(f"{path} is not a readable safetensors file ({error})") from None
-
-
-def check_plain_lora(config: dict, path: Path) -> None:
-    """Refuse any adapter_config.json that is not a plain LoRA routelora can route."""
-    if config.get("peft_type") != "LORA":
-        raise ExpertFormatError(f"{path}: peft_type is {config.get('peft_type')!r}; routelora needs a LoRA adapter")
-    if config.get("bias", "none") != "none":
-        raise ExpertFormatError(
-            f"{path}: bias is {config['bias']!r}; routelora needs bias 'none' (this adapter trains biases)"
-        )
-    for key, what in UNSUPPORTED_FIELDS.items():
-        if config.get(key):
-            raise ExpertFormatError(f"{path}: {key} is set ({what}); routelora only routes plain LoRA adapters")
-    init = config.get("init_lora_weights")
-    if isinstance(init, str) and init.startswith(BASE_MODIFYING_INITS):
-        raise ExpertFormatError(
-            f"{path}: init_lora_weights is {init!r}, which rewrites the base weights; convert the adapter to a plain "
-            "LoRA first (PEFT: save_pretrained(..., path_initial_model_for_weight_conversion=...))"
-        )
-
-
-def split_lora_tensors(
-    tensors: dict[str, torch.Tensor], path: Path
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """PEFT's flat keys -> (module -> A, module -> B), refusing any other tensor (DoRA magnitudes, biases...)."""
-    parts: dict[str, dict[str, torch.Tensor]] = {"A": {}, "B": {}}
-    for key, tensor in tensors.items():
-        suffix = next((s for s in LORA_SUFFIXES if key.endswith(s)), None)
-        if suffix is None or not key.startswith(PEFT_PREFIX):
-            raise ExpertFormatError(f"{path}: unexpected tensor {key}; only LoRA lora_A/lora_B weights are supported")
-        if tensor.dim() != 2:
-            raise ExpertFormatError(f"{path}: {key} has shape {tuple(tensor.shape)}, expected a matrix")
-        parts[LORA_SUFFIXES[suffix]][key[len(PEFT_PREFIX) : -len(suffix)]] = tensor
-    lora_A, lora_B = parts["A"], parts["B"]
-    if not lora_A:
-        raise ExpertFormatError(f"{path} holds no LoRA weights")
-    for name in sorted(set(lora_A) ^ set(lora_B)):
-        missing = "lora_B" if name in lora_A else "lora_A"
-        raise ExpertFormatError(f"{path}: module {name} has no {missing} weight")
-    for name, a in lora_A.items():
-        if lora_B[name].shape[1] != a.shape[0]:
-            raise ExpertFormatError(
-                f"{path}: module {name} has lora_A {tuple(a.shape)} and lora_B {tuple(lora_B[name].shape)}, "
-                "whose ranks differ"
-            )
-    order = sorted(lora_A, key=natural_key)
-    return {n: lora_A[n] for n in order}, {n: lora_B[n] for n in order}
-
-
-def _pattern_value(patterns: dict, name: str, default: float) -> float:
-    # PEFT's own rule (peft.utils.other.get_pattern_key): the first key that matches the end of the name wins.
-    for key, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return value
-    return default
-
-
-def module_alphas(config: dict, ranks: dict[str, int], path: Path, names: dict[str, str] | None = None) -> dict:
-    """Module -> alpha from ``lora_alpha`` / ``alpha_pattern``, checking each rank against ``r`` / ``rank_pattern``.
-
-    ``names`` maps a module to the name the config's patterns were written for, when the keys were renamed.
-    """
-    alphas = {}
-    for module, rank in ranks.items():
-        name = (names or {}).get(module, module)
-        try:
-            configured = _pattern_value(config.get("rank_pattern"), name, config.get("r", 8))
-            alphas[module] = _pattern_value(config.get("alpha_pattern"), name, config.get("lora_alpha", 8))
-        except re.error as error:
-            raise ExpertFormatError(
-                f"{path}: a rank_pattern / alpha_pattern key is not a valid regex ({error})"
-            ) from None
-        if configured != rank:
-            raise ExpertFormatError(
-                f"{path}: r / rank_pattern give rank {configured} for {module}, but its lora_A has rank {rank}"
-            )
-    return alphas
-
-
-def lora_scalings(config: dict, ranks: dict[str, int], path: Path, names: dict[str, str] | None = None) -> dict:
-    """Module -> PEFT's scaling: alpha / r, or alpha / sqrt(r) with ``use_rslora``."""
-    alphas = module_alphas(config, ranks, path, names)
-    root = math.sqrt if config.get("use_rslora") else float
-    return {module: alphas[module] / root(rank) for module, rank in ranks.items()}
-
-
-def read_adapter(directory: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(adapter config, module -> A, module -> B) of a PEFT LoRA directory, refusing anything but plain LoRA."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ExpertFormatError(f"{directory} is not a directory (expected an adapter or expert directory)")
-    config_path = directory / ADAPTER_CONFIG
-    config = read_json(config_path)
-    check_plain_lora(config, config_path)
-    lora_A, lora_B = split_lora_tensors(read_safetensors(directory / ADAPTER_WEIGHTS), directory / ADAPTER_WEIGHTS)
-    return config, lora_A, lora_B
-
-
 def _read_gates(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    gates = read_safetensors(path)
+    gates = io.read_safetensors(path, ExpertFormatError)
     check_gates(gates, lora_A, path)
     return {name: gates[name].to(torch.float32) for name in lora_A}
 
@@ -265,7 +119,7 @@ def load_expert(path: str | Path) -> Expert:
     path = Path(path)
     config, lora_A, lora_B = read_adapter(path)
     metadata_path = path / EXPERT_JSON
-    metadata = read_json(metadata_path)
+    metadata = io.read_json(metadata_path, ExpertFormatError)
     for key in REQUIRED_METADATA:
         if key not in metadata:
             raise ExpertFormatError(f"{metadata_path} has no {key!r}")
@@ -280,11 +134,12 @@ def load_expert(path: str | Path) -> Expert:
     scaling = lora_scalings(config, {n: a.shape[0] for n, a in lora_A.items()}, path / ADAPTER_CONFIG)
     gates = _read_gates(path / GATES, lora_A) if (path / GATES).exists() else None
     prototypes = _read_prototypes(path / PROTOTYPES, lora_A) if (path / PROTOTYPES).exists() else None
-    return Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, gates, prototypes, metadata, config)
+    log = io.read_json(path / LOSS_LOG, ExpertFormatError) if (path / LOSS_LOG).exists() else None
+    return Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, gates, prototypes, metadata, config, log)
 
 
 def _read_prototypes(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    prototypes = read_safetensors(path)
+    prototypes = io.read_safetensors(path, ExpertFormatError)
     for name, vector in prototypes.items():
         if name in lora_A and tuple(vector.shape) != (lora_A[name].shape[1],):
             raise ExpertFormatError(
@@ -322,29 +177,9 @@ def expert_metadata(
     }
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, value: dict) -> None:
-    """Atomically write a JSON object, indented for people to read."""
-    atomic_write(path, (json.dumps(value, indent=2, default=str) + "\n").encode())
-
-
 def write_expert_json(directory: str | Path, metadata: dict) -> None:
     """Atomically (re)write ``expert.json`` in ``directory``."""
-    write_json(Path(directory) / EXPERT_JSON, metadata)
+    io.write_json(Path(directory) / EXPERT_JSON, metadata)
 
 
 def _owned(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -364,12 +199,30 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
     """
     expert_dir = Path(expert_dir)
     _, lora_A, _ = read_adapter(expert_dir)
-    metadata = read_json(expert_dir / EXPERT_JSON)
+    metadata = io.read_json(expert_dir / EXPERT_JSON, ExpertFormatError)
     tensors = _gate_tensors(gates)
     check_gates(tensors, lora_A, "gates")
-    atomic_write(expert_dir / GATES, save(tensors))
+    io.atomic_write(expert_dir / GATES, save(tensors))
     metadata["gate_training"] = gate_training
     write_expert_json(expert_dir, metadata)
+
+
+def save_routing(expert_dir: str | Path, expert: Expert) -> None:
+    """Write ``expert``'s gates, prototypes and ``expert.json`` into its existing directory, each atomically; the
+    adapter files there are left untouched (they must hold the same adapter)."""
+    expert_dir = Path(expert_dir)
+    _, lora_A, _ = read_adapter(expert_dir)
+    if expert.gates is not None:
+        tensors = _gate_tensors(expert.gates)
+        check_gates(tensors, lora_A, f"gates of expert {expert.name!r}")
+        io.atomic_write(expert_dir / GATES, save(tensors))
+    if expert.prototypes is not None:
+        io.write_safetensors(expert_dir / PROTOTYPES, _prototype_tensors(expert.prototypes))
+    write_expert_json(expert_dir, {**expert.metadata, "name": expert.name, "targets": expert.targets})
+
+
+def _prototype_tensors(prototypes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: _owned(vector, torch.float32) for name, vector in prototypes.items()}
 
 
 def _minimal_adapter_config(expert: Expert) -> dict:
@@ -388,35 +241,22 @@ def _minimal_adapter_config(expert: Expert) -> dict:
     }
 
 
-def publish_directory(temporary: Path, destination: Path, overwrite: bool) -> None:
-    """Move a fully written ``temporary`` directory to ``destination`` (a sibling), replacing it if ``overwrite``."""
-    if not destination.exists():
-        os.rename(temporary, destination)
-        return
-    if not overwrite:
-        raise FileExistsError(destination)
-    # Two renames, so that at every moment either the old or the new complete directory is in place.
-    old = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.old-"))
-    os.replace(destination, old / destination.name)
-    os.rename(temporary, destination)
-    shutil.rmtree(old)
-
-
 def write_expert_files(expert: Expert, directory: Path) -> None:
     """Write every file of ``expert`` into the existing (empty, temporary) ``directory``."""
     weights = {}
     for name in expert.targets:
         weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = _owned(expert.lora_A[name])
         weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = _owned(expert.lora_B[name])
-    write_json(directory / ADAPTER_CONFIG, expert.adapter_config or _minimal_adapter_config(expert))
-    atomic_write(directory / ADAPTER_WEIGHTS, save(weights))
+    io.write_json(directory / ADAPTER_CONFIG, expert.adapter_config or _minimal_adapter_config(expert))
+    io.atomic_write(directory / ADAPTER_WEIGHTS, save(weights))
     if expert.gates is not None:
         gates = _gate_tensors(expert.gates)
         check_gates(gates, expert.lora_A, f"gates of expert {expert.name!r}")
-        atomic_write(directory / GATES, save(gates))
+        io.atomic_write(directory / GATES, save(gates))
     if expert.prototypes is not None:
-        prototypes = {name: _owned(vector, torch.float32) for name, vector in expert.prototypes.items()}
-        atomic_write(directory / PROTOTYPES, save(prototypes))
+        io.write_safetensors(directory / PROTOTYPES, _prototype_tensors(expert.prototypes))
+    if expert.training_log is not None:
+        io.write_json(directory / LOSS_LOG, expert.training_log, indent=1)
     write_expert_json(directory, {**expert.metadata, "name": expert.name, "targets": expert.targets})
 
 
@@ -430,11 +270,10 @@ def save_expert(expert: Expert, path: str | Path, overwrite: bool = False) -> Pa
     exists = ExpertFormatError(f"{path} already exists; pass overwrite=True to replace it")
     if path.exists() and not overwrite:
         raise exists
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    temporary = io.staging_directory(path)
     try:
         write_expert_files(expert, temporary)
-        publish_directory(temporary, path, overwrite)
+        io.publish_directory(temporary, path, overwrite)
     except FileExistsError:
         raise exists from None
     finally:

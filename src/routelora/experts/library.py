@@ -5,6 +5,7 @@ temporary directory inside the library that is renamed into place once complete,
 before deletion, so other processes only ever see whole experts. Experts of different ranks live together.
 """
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -15,25 +16,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from routelora.errors import RouteloraError
+from routelora import io
+from routelora.errors import ExpertFormatError, RouteloraError
 from routelora.experts.expert import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
     EXPERT_JSON,
-    PEFT_PREFIX,
     Expert,
-    ExpertFormatError,
     expert_metadata,
     load_expert,
-    lora_scalings,
-    module_alphas,
-    publish_directory,
-    read_adapter,
-    read_json,
     write_expert_files,
     write_expert_json,
 )
 from routelora.experts.fingerprint import IncompatibleExpertError, base_fingerprint, check_compatible, check_shapes
+from routelora.experts.peft_adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    PEFT_PREFIX,
+    lora_scalings,
+    module_alphas,
+    read_adapter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,24 +133,35 @@ class ExpertLibrary:
             raise IncompatibleExpertError("; ".join(problems))
         return self.names()
 
-    def add(self, expert_dir: str | Path, name: str | None = None, overwrite: bool = False) -> str:
-        """Copy the expert in ``expert_dir`` in, as ``name`` (default: its own name); returns the name.
+    def add(self, expert: Expert | str | Path, name: str | None = None, overwrite: bool = False) -> str:
+        """Add ``expert`` (in memory, or an expert directory to copy) as ``name`` (default: its own name); returns
+        the name. An in-memory expert is written once, straight into the library.
 
         Raises:
-            ExpertFormatError: ``expert_dir`` is not a readable expert.
+            ExpertFormatError: ``expert`` is a directory that is not a readable expert.
             LibraryError: the name is invalid, or taken and ``overwrite`` is false.
         """
-        source = Path(expert_dir).expanduser()
-        expert = load_expert(source)
-        name = check_name(expert.name if name is None else name)
+        if isinstance(expert, Expert):
+            name = check_name(expert.name if name is None else name)
+            renamed = dataclasses.replace(expert, name=name, metadata={**expert.metadata, "name": name})
+            self._install(
+                name,
+                overwrite,
+                lambda directory: write_expert_files(renamed, directory),
+                expert.metadata.get("base_fingerprint"),
+            )
+            return name
+        source = Path(expert).expanduser()
+        loaded = load_expert(source)
+        name = check_name(loaded.name if name is None else name)
 
         def copy(directory: Path) -> None:
             for path in sorted(source.iterdir()):
                 if path.is_file() and path.suffix in COPIED_SUFFIXES:
                     shutil.copyfile(path, directory / path.name)
-            write_expert_json(directory, {**expert.metadata, "name": name})
+            write_expert_json(directory, {**loaded.metadata, "name": name})
 
-        self._install(name, overwrite, copy, expert.metadata.get("base_fingerprint"))
+        self._install(name, overwrite, copy, loaded.metadata.get("base_fingerprint"))
         return name
 
     def add_peft(self, peft_dir: str | Path, name: str, base_model: nn.Module, overwrite: bool = False) -> str:
@@ -185,7 +197,9 @@ class ExpertLibrary:
         fingerprints = set()
         for name in self.names():
             try:
-                fingerprints.add(str(read_json(self.root / name / EXPERT_JSON).get("base_fingerprint")))
+                fingerprints.add(
+                    str(io.read_json(self.root / name / EXPERT_JSON, ExpertFormatError).get("base_fingerprint"))
+                )
             except ExpertFormatError:  # a broken neighbour must not block adding; load() and check() report it
                 continue
         return fingerprints
@@ -207,7 +221,7 @@ class ExpertLibrary:
         try:
             write(temporary)
             load_expert(temporary)  # what lands in the library must read back
-            publish_directory(temporary, self.root / name, overwrite)
+            io.publish_directory(temporary, self.root / name, overwrite)
         except FileExistsError:
             raise self._taken(name) from None
         finally:
@@ -291,3 +305,19 @@ def expert_from_peft(peft_dir: str | Path, name: str, base_model: nn.Module) -> 
     metadata = expert_metadata(name, name, base_fingerprint(base_model), order, max(ranks.values()), alpha, training)
     scaling = lora_scalings(adapter_config, ranks, peft_dir / ADAPTER_CONFIG)
     return Expert(name, None, lora_A, lora_B, scaling, metadata=metadata, adapter_config=adapter_config)
+
+
+BASE_DIR = "_base"
+"""Folder of the base model's prototypes inside a library; the leading underscore keeps it out of expert names."""
+
+
+def save_base_prototypes(library_root: str | Path, skill: str, prototypes: dict[str, torch.Tensor]) -> Path:
+    """Store the base model's prototypes for one general skill in a library, atomically."""
+    path = Path(library_root) / BASE_DIR / f"{skill}.safetensors"
+    return io.write_safetensors(path, prototypes, {"skill": skill})
+
+
+def load_base_prototypes(library_root: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Every general skill's base prototypes in a library, by skill name (empty when there are none)."""
+    folder = Path(library_root) / BASE_DIR
+    return {path.stem: io.read_safetensors(path, LibraryError) for path in sorted(folder.glob("*.safetensors"))}

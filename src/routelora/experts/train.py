@@ -1,24 +1,19 @@
 """Stage 1: train one LoRA expert on one task's data, on the language model's adapter targets only (PEFT)."""
 
-import datetime
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from torch import nn
 
-import routelora
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
-from routelora.errors import RouteloraError
-from routelora.experts.expert import write_expert_json
+from routelora.experts.expert import Expert, expert_metadata
 from routelora.experts.fingerprint import base_fingerprint
+from routelora.experts.peft_adapter import lora_scalings, split_lora_tensors
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
 
@@ -73,18 +68,15 @@ def train_expert(
     model: nn.Module,
     processor,
     task: TaskConfig,
-    out_dir: str | Path,
     config: ExpertTrainConfig | None = None,
     progress: bool = True,
-) -> tuple[Path, TrainResult]:
-    """Train a LoRA expert for ``task`` and write it to ``out_dir`` (PEFT adapter files + ``expert.json``).
+) -> tuple[Expert, TrainResult]:
+    """Train a LoRA expert for ``task`` with PEFT and return it in memory (save it with ``save_expert`` or
+    ``ExpertLibrary.add``, each of which writes it once).
 
-    The base model is left as it was: the LoRA layers are unloaded after saving.
+    The base model is left as it was: the LoRA layers are unloaded after training.
     """
     config = config or ExpertTrainConfig()
-    out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise RouteloraError(f"{out} exists and is not empty; choose another --out or remove it")
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
     samples = load_split(task, "train").samples
@@ -97,7 +89,6 @@ def train_expert(
     )
     torch.manual_seed(config.seed)
     peft_model = get_peft_model(model, lora)
-    staging = None
     try:
         collator = VLMCollator(processor, max_length=config.max_length)
         batches = mixed_batches([samples], collator, config.batch_size, seed=config.seed)
@@ -111,32 +102,30 @@ def train_expert(
         )
         trainable = [p for p in peft_model.parameters() if p.requires_grad]
         result = train(peft_model, trainable, batches, schedule, progress=f"expert {task.name}" if progress else False)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        peft_model.save_pretrained(staging)
-        result.save(staging / "loss_log.json")
-        write_expert_json(
-            staging,
-            {
-                "name": task.name,
-                "task": task.name,
-                "base_fingerprint": fingerprint,
-                "rank": config.rank,
-                "alpha": config.alpha,
-                "targets": layout.targets,
-                "training": {**asdict(config), "steps_run": schedule.steps, "truncated": collator.stats.truncated},
-                "gate_training": None,
-                "scores": {},
-                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "routelora_version": routelora.__version__,
-            },
-        )
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-        staging = None
+        # the adapter's tensors under the keys PEFT's save_pretrained would write, copied before unloading
+        tensors = {key: value.detach().cpu().clone() for key, value in get_peft_model_state_dict(peft_model).items()}
+        adapter_config = _json_ready(peft_model.peft_config["default"].to_dict())
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
         peft_model.unload()  # take the LoRA layers out again; the base weights were never changed
-    return out, result
+    lora_A, lora_B = split_lora_tensors(tensors, Path(f"<expert {task.name}>"))
+    lora_A = {name: lora_A[name] for name in layout.targets}
+    lora_B = {name: lora_B[name] for name in layout.targets}
+    training = {**asdict(config), "steps_run": schedule.steps, "truncated": collator.stats.truncated}
+    metadata = expert_metadata(task.name, task.name, fingerprint, layout.targets, config.rank, config.alpha, training)
+    scaling = lora_scalings(adapter_config, {n: a.shape[0] for n, a in lora_A.items()}, Path("adapter_config"))
+    expert = Expert(
+        task.name,
+        None,
+        lora_A,
+        lora_B,
+        scaling,
+        metadata=metadata,
+        adapter_config=adapter_config,
+        training_log=asdict(result),
+    )
+    return expert, result
+
+
+def _json_ready(config: dict) -> dict:
+    """PEFT's config dict as its ``save_pretrained`` writes it: sets become (sorted) lists."""
+    return {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}

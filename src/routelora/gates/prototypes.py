@@ -6,24 +6,17 @@ so every expert's prototypes live in the same activation space the router sees. 
 the base model itself a place among the candidates.
 """
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
-from routelora.experts.expert import PROTOTYPES
+from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.models.layout import image_token_id, text_token_mask
-from routelora.routing.decision import EMBEDDINGS_KEY
-from routelora.routing.layer import standardise
-
-PROTOTYPES_FILE = PROTOTYPES  # the file name belongs to the expert directory layout
+from routelora.nn import standardise
 
 
 @torch.no_grad()
@@ -73,39 +66,3 @@ def compute_prototypes(
         for handle in handles:
             handle.remove()
     return {name: (total / max(count, 1)).cpu() for name, total in sums.items()}
-
-
-def save_prototypes(path: str | Path, prototypes: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
-    """Write prototypes as safetensors, atomically."""
-    path = Path(path)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({k: v.contiguous() for k, v in prototypes.items()}, staging, metadata=metadata)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-
-
-def load_prototypes(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read prototypes written by :func:`save_prototypes`."""
-    return load_file(str(path))
-
-
-BASE_DIR = "_base"  # inside a library; the leading underscore keeps it out of the expert names
-
-
-def save_base_prototypes(library_root: str | Path, skill: str, prototypes: dict[str, torch.Tensor]) -> Path:
-    """Store the base model's prototypes for one general skill in a library."""
-    folder = Path(library_root) / BASE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{skill}.safetensors"
-    save_prototypes(path, prototypes, {"skill": skill})
-    return path
-
-
-def load_base_prototypes(library_root: str | Path) -> dict[str, dict[str, torch.Tensor]]:
-    """Every general skill's base prototypes in a library, by skill name (empty when there are none)."""
-    folder = Path(library_root) / BASE_DIR
-    return {path.stem: load_prototypes(path) for path in sorted(folder.glob("*.safetensors"))}

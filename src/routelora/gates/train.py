@@ -1,18 +1,18 @@
 """Stage 2: train one gate vector per adapted layer with the base model and the expert frozen."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
-from routelora.experts.expert import Expert, check_compatible, load_expert, save_gates
+from routelora.experts.expert import Expert, load_expert, save_routing
+from routelora.experts.fingerprint import check_compatible
 from routelora.gates.layer import GatedLoraLinear
-from routelora.gates.prototypes import PROTOTYPES_FILE, compute_prototypes, save_prototypes
-from routelora.routing.swap import restore_modules, swap_modules
+from routelora.gates.prototypes import compute_prototypes
+from routelora.nn import restore_modules, swap_modules
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
 
 
@@ -45,17 +45,20 @@ class GateTrainConfig:
 def train_gates(
     model: nn.Module,
     processor,
-    expert_dir: str | Path,
+    expert: Expert | str | Path,
     task: TaskConfig,
     config: GateTrainConfig | None = None,
     progress: bool = True,
-) -> tuple[dict[str, torch.Tensor], TrainResult]:
-    """Train the gates of the expert in ``expert_dir`` on ``task``'s training data and save them beside it.
+) -> tuple[Expert, TrainResult]:
+    """Train the gates of ``expert`` on ``task``'s training data and compute its routing prototypes.
 
-    The model is left as it was: the gated layers are swapped back out afterwards.
+    Returns the expert with its gates, prototypes and ``gate_training`` record. Given an expert directory instead
+    of an Expert, it also writes those three into the directory (its adapter files are not touched). The model is
+    left as it was: the gated layers are swapped back out afterwards.
     """
     config = config or GateTrainConfig()
-    expert = load_expert(expert_dir)
+    directory = None if isinstance(expert, Expert) else Path(expert)
+    expert = load_expert(directory) if directory is not None else expert
     check_compatible(expert, model)
     gated = attach_gates(model, expert)
     try:
@@ -81,13 +84,17 @@ def train_gates(
         gates = {name: layer.gate.detach().float().cpu().clone() for name, layer in gated.items()}
     finally:
         restore_modules(model, {name: layer.base for name, layer in gated.items()})
+    prototypes = expert.prototypes
     if config.prototype_samples:
         prototypes = compute_prototypes(
             model, processor, samples[: config.prototype_samples], expert.targets, progress=progress and "prototypes"
         )
-        save_prototypes(Path(expert_dir) / PROTOTYPES_FILE, prototypes, {"task": task.name})
-    save_gates(expert_dir, gates, {**asdict(config), "task": task.name, "final_loss": result.losses[-1]})
-    return gates, result
+    record = {**asdict(config), "task": task.name, "final_loss": result.losses[-1]}
+    metadata = {**expert.metadata, "gate_training": record}
+    expert = replace(expert, gates=gates, prototypes=prototypes, metadata=metadata)
+    if directory is not None:
+        save_routing(directory, expert)
+    return expert, result
 
 
 def attach_gates(model: nn.Module, expert: Expert) -> dict[str, GatedLoraLinear]:

@@ -1,15 +1,13 @@
-"""Loading VLMs, knowing their layout, and the embedded tiny VLM."""
+"""Loading VLMs, knowing their layout, saving checkpoints."""
 
+from routelora.models.checkpoint import save_checkpoint
 from routelora.models.layout import VLMLayout, freeze_vision_and_projector, get_layout, resolve_layout
 from routelora.models.loading import load_vlm
 from routelora.models.summary import ModelSummary, summarize
-from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
 
 __all__ = [
     "ModelSummary",
-    "TinyVLMRecipe",
     "VLMLayout",
-    "build_tiny_vlm",
     "freeze_vision_and_projector",
     "get_layout",
     "load_vlm",

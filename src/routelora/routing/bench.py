@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from routelora.errors import RouteloraError
+from routelora.nn import standardise
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext
-from routelora.routing.layer import ExpertWeights, RoutedLinear, standardise
+from routelora.routing.layer import ExpertWeights, RoutedLinear
 
 FLOAT32_BYTES = 4
 PEERS = ("base", "routed", "loop", "arrow", "sequence")

@@ -11,10 +11,7 @@ import math
 import torch
 from torch import nn
 
-from routelora.routing.layer import standardise, top_k_weights
-
-EMBEDDINGS_KEY = "input_embeddings"
-"""Key of the input-embedding prototype in a prototypes file (the other keys are module names)."""
+from routelora.nn import standardise, top_k_weights
 
 
 class SequenceDecider(nn.Module):

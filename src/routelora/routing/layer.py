@@ -8,13 +8,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from routelora.nn import EPS, standardise, top_k_weights
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext
-
-EPS = 1e-5  # PHATGOOSE's standardisation is a LayerNorm without affine, eps 1e-5
 
 
 @dataclass
@@ -29,31 +27,6 @@ class ExpertWeights:
     """LoRA scale s (alpha / rank in PEFT's convention)."""
     gate: torch.Tensor | None = None
     """(d_in,) gate vector; None where the expert was not gate-trained."""
-
-
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the last dimension, no learned scale or shift."""
-    return F.layer_norm(x, x.shape[-1:], eps=EPS)
-
-
-def top_k_weights(
-    scores: torch.Tensor, top_k: int, num_experts: int, fallback_threshold: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense mixing weights (rows, candidates), zero outside the top-k, and the chosen candidates (rows, k).
-
-    scores: (rows, candidates), the first ``num_experts`` columns experts, the rest base-model candidates. A row
-    whose best candidate is a base one, or whose best score is below ``fallback_threshold``, gets no expert: all
-    its weights are zero. A chosen index of -1 marks the base model.
-    """
-    k = min(top_k, scores.shape[-1])
-    kept, chosen = scores.topk(k, dim=-1)  # (rows, k)
-    weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (rows, candidates)
-    unclaimed = chosen[:, 0] >= num_experts  # (rows,) a base candidate ranks first
-    if fallback_threshold is not None:
-        unclaimed = unclaimed | (kept[:, 0] < fallback_threshold)
-    weights = weights.masked_fill(unclaimed[:, None], 0.0)
-    chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= num_experts), -1)
-    return weights, chosen
 
 
 class RoutedLinear(nn.Module):

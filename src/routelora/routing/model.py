@@ -9,15 +9,15 @@ import torch
 from torch import nn
 
 from routelora.errors import RouteloraError
-from routelora.experts.expert import Expert, check_compatible
-from routelora.experts.library import ExpertLibrary
-from routelora.gates.prototypes import PROTOTYPES_FILE, load_base_prototypes
+from routelora.experts.expert import EMBEDDINGS_KEY, PROTOTYPES, Expert
+from routelora.experts.fingerprint import check_compatible
+from routelora.experts.library import ExpertLibrary, load_base_prototypes
 from routelora.models.layout import image_token_id
+from routelora.nn import restore_modules, swap_modules
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext, install_context_hook
-from routelora.routing.decision import EMBEDDINGS_KEY, SequenceDecider
+from routelora.routing.decision import SequenceDecider
 from routelora.routing.layer import ExpertWeights, RoutedLinear
-from routelora.routing.swap import restore_modules, swap_modules
 
 
 @dataclass
@@ -160,7 +160,7 @@ def _decider(
     for expert, routing in zip(experts, vectors):
         if EMBEDDINGS_KEY not in routing:
             raise RouteloraError(
-                f"expert {expert.name}'s {PROTOTYPES_FILE} has no input-embedding prototype (written by an older "
+                f"expert {expert.name}'s {PROTOTYPES} has no input-embedding prototype (written by an older "
                 "routelora); `routelora gate train` computes it again"
             )
     missing = [skill for skill in skills if EMBEDDINGS_KEY not in base_prototypes[skill]]

@@ -139,7 +139,7 @@ def generate_world(
     """Generate the task world into ``out_dir`` (replacing an earlier world there) and return its manifest.
 
     Layout: ``<task>.yaml``, ``<task>/{train,test}.jsonl``, ``<task>/images/<split>_<index>.png`` and
-    ``world.json``. ``sizes`` is described in :func:`routelora.data.world.tasks.resolve_sizes`;
+    ``world.json``. ``sizes`` is described in :func:`routelora.embedded.world.tasks.resolve_sizes`;
     ``tasks`` restricts the world to some task names. The same arguments always give byte-identical files.
     """
     out_dir = Path(out_dir)

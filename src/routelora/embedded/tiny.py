@@ -4,14 +4,8 @@ It is built from the same transformers classes as full-size checkpoints and save
 everything downstream loads it with :func:`routelora.load_vlm` like any other model.
 """
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from transformers import (
@@ -23,8 +17,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from routelora.errors import RouteloraError
-from routelora.models.tokenizer import IMAGE_TOKEN, train_tokenizer
+from routelora.embedded.tokenizer import IMAGE_TOKEN, train_tokenizer
 
 
 @dataclass(frozen=True)
@@ -73,14 +66,10 @@ class TinyVLMRecipe:
         """Image tokens per image seen by the language model."""
         return (self.image_size // self.patch_size) ** 2
 
-    def fingerprint(self) -> str:
-        """Short stable hash of the recipe, for cache keys."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
-
 
 def default_corpus() -> list[str]:
     """Texts the tokenizer is trained on: the procedural task world's prompts and answers."""
-    from routelora.data.world import world_corpus
+    from routelora.embedded.world import world_corpus
 
     return world_corpus(seed=0)
 
@@ -145,27 +134,3 @@ def build_tiny_vlm(
     model.generation_config.bos_token_id = None
     model.eval()
     return model, processor
-
-
-def save_checkpoint(model, processor, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """Save model and processor with ``save_pretrained`` into ``out_dir`` atomically (temporary folder, rename).
-
-    ``extra`` is written as ``routelora.json`` beside the weights (recipe, training figures...).
-    """
-    out = Path(out_dir).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise RouteloraError(f"{out} exists and is not empty; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        processor.save_pretrained(staging)
-        if extra is not None:
-            (staging / "routelora.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out

@@ -5,16 +5,15 @@ new task. Results are cached by recipe (model recipe + pretraining recipe + worl
 them.
 """
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
+from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+from routelora.models.checkpoint import save_checkpoint
 from routelora.models.layout import image_token_id
-from routelora.models.tiny import TinyVLMRecipe, build_tiny_vlm, save_checkpoint
 from routelora.training import TrainConfig, mixed_batches, train
 from routelora.training.packing import pack_batch
 
@@ -58,10 +57,6 @@ class PretrainRecipe:
             raise ValueError("weights must give one non-negative weight per task")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-
-    def fingerprint(self) -> str:
-        """Short stable hash of the recipe."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass

@@ -10,8 +10,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from routelora.models.pretrain import PretrainRecipe, pretrain_tiny
-from routelora.models.tiny import TinyVLMRecipe
+from routelora.embedded.pretrain import PretrainRecipe, pretrain_tiny
+from routelora.embedded.tiny import TinyVLMRecipe
 
 
 def cache_root() -> Path:
@@ -25,7 +25,7 @@ def _key(*parts) -> str:
 
 def cached_world(seed: int = 0, progress: bool = True) -> Path:
     """The default task world for ``seed``, generated on first use."""
-    from routelora.data.world import WORLD_VERSION, generate_world
+    from routelora.embedded.world import WORLD_VERSION, generate_world
 
     path = cache_root() / f"world-{_key(WORLD_VERSION, seed)}"
     if not (path / "world.json").is_file():
@@ -46,7 +46,7 @@ def cached_base(
     ``evaluate_tasks`` and ``eval_limit`` choose what is scored after a fresh pretraining (default: every world
     task's whole test split); the scores are saved in the checkpoint's ``routelora.json``.
     """
-    from routelora.data.world import WORLD_VERSION
+    from routelora.embedded.world import WORLD_VERSION
 
     model_recipe = model_recipe or TinyVLMRecipe()
     recipe = recipe or PretrainRecipe()
