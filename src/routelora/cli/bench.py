@@ -6,7 +6,6 @@ Prints figures and checks them against the targets in words; it never fails on a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -68,7 +67,9 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
     summary = target_summary(rows)
     if json_path is not None:
         report = {"config": asdict(config), "environment": environment, "rows": rows, "targets": summary}
-        json_path.write_text(json.dumps(report, indent=1) + "\n")
+        from routelora import io
+
+        io.write_json(json_path, report, indent=1)
     header = (
         f"float32, CPU, torch {environment['torch']}, peft {environment['peft']}, {environment['threads']} threads; "
         f"{config.tokens} tokens, rank {config.rank}; median of {config.repeats} after {config.warmup} warm-up; "

@@ -56,8 +56,8 @@ def evaluate(
         load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
             ``target_pattern``, ``dtype``, ``device``).
     """
+    from routelora import io
     from routelora.data.task import load_task
-    from routelora.evaluation.evaluate import write_json_atomic
     from routelora.experts import ExpertLibrary
     from routelora.models import load_vlm
     from routelora.routing.model import attach_router
@@ -84,7 +84,7 @@ def evaluate(
         payload = {"model": str(model), "split": split, "library": str(library) if library else None}
         payload["results"] = [vars(r) for r in results]
         payload["routing"] = [vars(r) for r in reports]
-        write_json_atomic(out, payload)
+        io.write_json(out, payload, indent=1)
     return results, reports
 
 

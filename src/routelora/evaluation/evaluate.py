@@ -1,8 +1,5 @@
 """Evaluate a model on a task: batched greedy generation, the task's metric, per-sample predictions."""
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -12,6 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from routelora import io
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
@@ -37,23 +35,7 @@ class EvalResult:
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON through a temporary file, so an interrupted write leaves no half file."""
-        return write_json_atomic(path, asdict(self))
-
-
-def write_json_atomic(path: str | Path, payload) -> Path:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(payload, out, indent=1)
-            out.write("\n")
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return path
+        return io.write_json(path, asdict(self), indent=1)
 
 
 @torch.no_grad()

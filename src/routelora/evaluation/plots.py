@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # files only; no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from routelora import io  # noqa: E402
+
 
 def routing_heatmap(shares: torch.Tensor, layer_names: list[str], columns: list[str], title: str, out: Path) -> Path:
     """Draw ``shares`` (layers, columns) as a heatmap PNG with one row per adapted layer."""
@@ -23,10 +25,10 @@ def routing_heatmap(shares: torch.Tensor, layer_names: list[str], columns: list[
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label="share of tokens")
     figure.tight_layout()
-    staging = out.with_name(f".{out.name}.tmp.png")
-    figure.savefig(staging, dpi=110)
-    plt.close(figure)
-    staging.replace(out)
+    try:
+        io.write_with(out, lambda path: figure.savefig(path, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
     return out
 
 

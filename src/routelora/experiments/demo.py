@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
+from routelora import io
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.environment import package_versions
-from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
+from routelora.evaluation.evaluate import evaluate_task
 from routelora.evaluation.plots import routing_heatmap
 from routelora.evaluation.routing_report import layer_shares, routing_report
 from routelora.experts import ExpertLibrary
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     routing = {label: [vars(r) for r in items] for label, items in reports.items()}
     results = {"router": asdict(router), "scores": rows, "routing": routing, "environment": package_versions()}
-    write_json_atomic(args.out / "results.json", results)
-    (args.out / "results.md").write_text(table + "\n")
+    io.write_json(args.out / "results.json", results, indent=1)
+    io.atomic_write(args.out / "results.md", (table + "\n").encode())
     print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
+from routelora import io
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
-from routelora.evaluation.evaluate import evaluate_task, write_json_atomic
+from routelora.evaluation.evaluate import evaluate_task
 from routelora.evaluation.routing_report import routing_report
 from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         routers = {label: asdict(config) for label, config in ROUTERS.items()}
         result = {"routers": routers, "scores": scores, "text_to_own": shares, "best_gate_score_quantiles": quantiles}
-        write_json_atomic(args.out, result)
+        io.write_json(args.out, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """Save a model and its processor as one checkpoint directory, all or nothing."""
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from routelora import io
 from routelora.errors import RouteloraError
 
 
@@ -17,8 +16,7 @@ def save_checkpoint(model, processor, out_dir: str | Path, extra: dict | None = 
     out = Path(out_dir).expanduser()
     if out.exists() and any(out.iterdir()):
         raise RouteloraError(f"{out} exists and is not empty; choose another --out or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = io.staging_directory(out)
     try:
         model.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
@@ -26,7 +24,7 @@ def save_checkpoint(model, processor, out_dir: str | Path, extra: dict | None = 
             (staging / "routelora.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
         if out.exists():
             out.rmdir()
-        os.replace(staging, out)
+        io.publish_directory(staging, out, overwrite=False)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,6 +1,5 @@
 """The training loop: AdamW, warm-up then cosine (or constant) schedule, gradient accumulation, a loss log."""
 
-import json
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -12,6 +11,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+from routelora import io
 
 SCHEDULES = ("cosine", "constant")
 
@@ -62,7 +63,7 @@ class TrainResult:
 
     def save(self, path: str | Path) -> None:
         """Write the loss log as JSON."""
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+        io.write_json(path, asdict(self), indent=1)
 
 
 def train(

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
+
+from routelora import io
 
 from .sampling import Sample
 from .tasks import TASK_SPECS, SizeSpec, TaskSpec, check_tasks, resolve_sizes
@@ -148,8 +149,7 @@ def generate_world(
     if image_size < 12:
         raise ValueError(f"image_size {image_size} is too small to draw shapes legibly (minimum 12)")
     _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = io.staging_directory(out_dir)
     total = sum(n for name in names for _, n in _splits(resolved[name]))
     try:
         with tqdm(total=total, disable=not progress, desc="world", unit="sample") as bar:
@@ -173,19 +173,8 @@ def generate_world(
             },
         }
         (tmp / "world.json").write_text(json.dumps(info, indent=2) + "\n")
-        _swap_into_place(tmp, out_dir)
+        io.publish_directory(tmp, out_dir, overwrite=True)  # an old world there is replaced whole
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return WorldManifest.load(out_dir)
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished world onto ``out_dir``; an old world there is moved aside first, then deleted."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        out_dir.rename(old / "world")
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
