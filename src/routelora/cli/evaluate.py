@@ -14,13 +14,11 @@ from routelora.cli.common import (
     router_config,
 )
 from routelora.errors import RouteloraError
-from routelora.routing.config import ONE_EXPERT, RouterConfig
+from routelora.routing.config import RouterConfig
 
 if TYPE_CHECKING:
-    from routelora.data.task import TaskConfig
     from routelora.evaluation.evaluate import EvalResult
     from routelora.evaluation.routing_report import RoutingReport
-    from routelora.experts import ExpertLibrary
 
 
 def evaluate(
@@ -58,28 +56,45 @@ def evaluate(
     """
     from routelora import io
     from routelora.data.task import load_task
+    from routelora.evaluation.routing_report import layer_shares
+    from routelora.evaluation.suite import (
+        base_condition,
+        expert_condition,
+        oracle_conditions,
+        routed_condition,
+        score_conditions,
+    )
     from routelora.experts import ExpertLibrary
     from routelora.models import load_vlm
-    from routelora.routing.model import attach_router
+    from routelora.reports.plots import routing_heatmap
 
     configs = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
     if expert is not None and library is None:
         raise RouteloraError("--expert needs --library")
+    lib = ExpertLibrary(library) if library is not None else None
+    if expert is not None and expert not in lib:
+        raise RouteloraError(f"no expert {expert!r} in {library}; it has {', '.join(lib.names()) or 'none'}")
     vlm, processor = load_vlm(model, **load_options)
-    run = _Runner(vlm, processor, split, limit, batch_size, skip_bad)
-    reports: list[RoutingReport] = []
-    if library is None:
-        results = [run(task) for task in configs]
+    if lib is None:
+        condition = base_condition("model")
+    elif expert is not None:
+        condition = expert_condition("model", lib.load([expert])[0])
     else:
-        lib = ExpertLibrary(library)
-        if expert is not None:
-            if expert not in lib:
-                raise RouteloraError(f"no expert {expert!r} in {library}; it has {', '.join(lib.names()) or 'none'}")
-            handle = attach_router(vlm, lib.load([expert]), ONE_EXPERT)
-            results = [run(task) for task in configs]
-            handle.detach()
-        else:
-            results, reports = _routed(run, vlm, lib, configs, router or RouterConfig(), report, heatmap_dir)
+        condition = routed_condition("model", lib, router or RouterConfig())
+    conditions = [condition]
+    if report and lib is not None and expert is None:
+        conditions += oracle_conditions(lib.load())
+    options = dict(split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
+    suite = score_conditions(vlm, processor, conditions, configs, **options)
+    results = [suite.results["model"][task.name] for task in configs]
+    reports = [suite.routing["model"][task.name] for task in configs] if "model" in suite.routing else []
+    for task_report in reports:
+        task = task_report.task
+        task_report.routed_score = suite.score("model", task)
+        task_report.oracle_score = suite.score("oracle", task) if task_report.own_expert else None
+        if heatmap_dir is not None:
+            counts, png = suite.counts["model"][task], Path(heatmap_dir) / f"routing-{task}.png"
+            routing_heatmap(layer_shares(counts), list(counts), suite.columns["model"], f"routing on {task}", png)
     if out is not None:
         payload = {"model": str(model), "split": split, "library": str(library) if library else None}
         payload["results"] = [vars(r) for r in results]
@@ -88,79 +103,9 @@ def evaluate(
     return results, reports
 
 
-class _Runner:
-    def __init__(self, model, processor, split, limit, batch_size, skip_bad) -> None:
-        self.model, self.processor = model, processor
-        self.options = dict(split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
-
-    def __call__(self, task: TaskConfig) -> EvalResult:
-        from routelora.evaluation.evaluate import evaluate_task
-
-        return evaluate_task(self.model, self.processor, task, **self.options)
-
-
-def _routed(run, model, library: ExpertLibrary, tasks, config, report, heatmap_dir):
-    from routelora.evaluation.plots import routing_heatmap
-    from routelora.evaluation.routing_report import layer_shares, routing_report
-    from routelora.routing.model import attach_router
-
-    experts = library.load()
-    names = [e.name for e in experts]
-    own = {e.metadata.get("task", e.name): e for e in experts}
-    handle = attach_router(model, library, config)
-    results, reports = [], []
-    for task in tasks:
-        handle.record()
-        results.append(run(task))
-        counts = handle.routing_counts()
-        handle.record(False)
-        own_expert = own.get(task.name)
-        task_report = routing_report(task.name, counts, names, own_expert.name if own_expert else None)
-        task_report.routed_score = results[-1].score
-        if heatmap_dir is not None:
-            columns = [*names, "base"]
-            routing_heatmap(
-                layer_shares(counts),
-                list(counts),
-                columns,
-                f"routing on {task.name}",
-                Path(heatmap_dir) / f"routing-{task.name}.png",
-            )
-        reports.append(task_report)
-    if report:
-        handle.detach()
-        for task, task_report in zip(tasks, reports):
-            if task_report.own_expert is not None:
-                single = attach_router(model, [own[task.name]], ONE_EXPERT)
-                task_report.oracle_score = run(task).score
-                single.detach()
-        handle = attach_router(model, library, config)
-    handle.detach()
-    return results, reports
-
-
-def results_table(results: list[EvalResult]) -> list[tuple[str, str]]:
-    """One row per task: metric, headline score and the other figures."""
-    rows = []
-    for result in results:
-        others = ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items() if k != "score" and isinstance(v, float))
-        skipped = f", {result.skipped} skipped" if result.skipped else ""
-        rows.append((result.task, f"{result.metric} {result.score:.3f}  (n={result.samples}{skipped}; {others})"))
-    return rows
-
-
-def report_table(reports: list[RoutingReport]) -> list[tuple[str, str]]:
-    """One row per task: own-expert share of image/text/generated tokens (mean over layers), routed vs oracle."""
-    rows = []
-    for r in reports:
-        target = r.own_expert or "base"
-        shares = ", ".join(f"{kind} {r.mean_share(kind):.2f}" for kind in ("image", "text", "generated"))
-        oracle = f"; routed {r.routed_score:.3f} vs oracle {r.oracle_score:.3f}" if r.oracle_score is not None else ""
-        rows.append((r.task, f"to {target}: {shares}{oracle}"))
-    return rows
-
-
 def _run(args: argparse.Namespace) -> None:
+    from routelora.reports.tables import results_rows, routing_rows
+
     results, reports = evaluate(
         args.model,
         args.task,
@@ -176,10 +121,10 @@ def _run(args: argparse.Namespace) -> None:
         args.heatmap_dir,
         **model_load_options(args),
     )
-    print_table(results_table(results))
+    print_table(results_rows(results))
     if reports:
         print("\nrouting (share of tokens sent to the task's own expert, mean over layers):")
-        print_table(report_table(reports))
+        print_table(routing_rows(reports))
     if args.out:
         print(f"wrote {args.out}")
 

@@ -187,22 +187,13 @@ def base_prototypes(library: str, base: str, tasks: list[str], samples: int = 25
         load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
             ``target_pattern``, ``dtype``, ``device``).
     """
-    from routelora.data.samples import load_split
     from routelora.data.task import load_task
-    from routelora.experts.library import save_base_prototypes
-    from routelora.gates.prototypes import compute_prototypes
-    from routelora.models import get_layout, load_vlm
+    from routelora.gates.prototypes import store_base_prototypes
+    from routelora.models import load_vlm
 
+    general = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
     model, processor = load_vlm(base, **load_options)
-    targets = get_layout(model).targets
-    written = []
-    for path in tasks:
-        task = load_task(path)
-        split = "train" if task.data.train is not None else "test"
-        data = load_split(task, split, limit=samples).samples
-        prototypes = compute_prototypes(model, processor, data, targets, progress=f"prototypes {task.name}")
-        written.append(str(save_base_prototypes(library, task.name, prototypes)))
-    return written
+    return [str(path) for path in store_base_prototypes(library, model, processor, general, samples)]
 
 
 def _run_base_prototypes(args: argparse.Namespace) -> None:

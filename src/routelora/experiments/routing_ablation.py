@@ -16,12 +16,12 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
-from routelora.evaluation.evaluate import evaluate_task
-from routelora.evaluation.routing_report import routing_report
+from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
 from routelora.models.layout import image_token_id, text_token_mask
-from routelora.routing.config import ONE_EXPERT, PAPER_ROUTER, RouterConfig
+from routelora.reports.tables import router_markdown
+from routelora.routing.config import PAPER_ROUTER, RouterConfig
 from routelora.routing.model import attach_router
 
 SPECIALISED = ("caption", "entailment", "meme", "genre")
@@ -47,31 +47,25 @@ def run_ablation(base: Path, world: Path, library: Path, routers: dict[str, Rout
     """Scores of the base, of each task's own expert alone and of every router; routing shares per router."""
     model, processor = load_vlm(base)
     lib = ExpertLibrary(library)
-    experts = lib.load()
-    names = [e.name for e in experts]
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
-    scores: dict[str, dict[str, float]] = {"base": {}, "oracle": {}}
-    shares: dict[str, dict[str, float]] = {}
-    for task in tasks:
-        scores["base"][task.name] = evaluate_task(model, processor, task, limit=limit, progress=False).score
-    for expert in experts:
-        if expert.name in SPECIALISED:
-            handle = attach_router(model, [expert], ONE_EXPERT)
-            task = tasks[SPECIALISED.index(expert.name)]
-            scores["oracle"][task.name] = evaluate_task(model, processor, task, limit=limit, progress=False).score
-            handle.detach()
-    for label, config in routers.items():
-        handle = attach_router(model, lib, config)
-        scores[label], shares[label] = {}, {}
-        for task in tasks:
-            handle.record()
-            scores[label][task.name] = evaluate_task(model, processor, task, limit=limit, progress=label).score
-            own = task.name if task.name in names else None
-            report = routing_report(task.name, handle.routing_counts(), names, own)
-            shares[label][task.name] = report.mean_share("text")
-        handle.detach()
+    experts = [expert for expert in lib.load() if expert.name in SPECIALISED]
+    conditions = [base_condition(), *oracle_conditions(experts)]
+    conditions += [routed_condition(label, lib, config) for label, config in routers.items()]
+    suite = score_conditions(model, processor, conditions, tasks, limit=limit, progress=_bar)
+    scores = {
+        label: {task: result.score for task, result in results.items()} for label, results in suite.results.items()
+    }
+    shares = {
+        label: {task: r.mean_share("text") for task, r in reports.items()} for label, reports in suite.routing.items()
+    }
+    for label in routers:
         print(f"{label}: " + ", ".join(f"{t} {s:.3f}" for t, s in scores[label].items()), flush=True)
     return scores, shares
+
+
+def _bar(condition, task) -> bool | str:
+    """Progress bars for the routers only, labelled with the router."""
+    return condition.label if condition.label not in ("base", "oracle") else False
 
 
 @torch.no_grad()
@@ -100,34 +94,6 @@ def best_gate_scores(base: Path, world: Path, library: Path, samples: int = 32) 
     return quantiles
 
 
-def _mean_share(shares: dict, label: str, tasks: tuple[str, ...]) -> str:
-    """Mean share of text tokens sent to the task's own candidate over ``tasks``; blank for rows without shares."""
-    if label not in shares:
-        return ""
-    return f"{sum(shares[label][t] for t in tasks) / len(tasks):.2f}"
-
-
-def markdown(scores: dict, shares: dict) -> str:
-    """One row per router: specialised scores as a share of the oracle's (each task capped at 100%), retention as
-    points against the base."""
-    head = ["router", *SPECIALISED, "specialised / oracle", *RETENTION, "worst retention change"]
-    head += ["specialised text to own expert", "retention text to base"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    oracle, base = scores["oracle"], scores["base"]
-    for label, row in scores.items():
-        # Capped at the oracle: a router that scores above it on one task (precision of a router that names fewer
-        # genres, say) must not hide that it fails the others.
-        ratio = [min(row[t] / oracle[t], 1.0) for t in SPECIALISED if oracle.get(t)]
-        drop = min(row[t] - base[t] for t in RETENTION) if label != "oracle" else 0.0
-        own = [_mean_share(shares, label, SPECIALISED), _mean_share(shares, label, RETENTION)]
-        cells = [label, *(f"{row.get(t, float('nan')):.3f}" for t in SPECIALISED)]
-        cells += [f"{100 * sum(ratio) / len(ratio):.0f}%" if label != "base" else ""]
-        cells += [f"{row[t]:.3f}" if t in row else "" for t in RETENTION]
-        cells += [f"{100 * drop:+.1f}" if label != "oracle" else "", *own]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--library", type=Path, default=Path("runs/demo/library"))
@@ -139,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     base, world = args.base or cached_base(), args.world or cached_world()
     scores, shares = run_ablation(base, world, args.library, ROUTERS, args.limit)
-    print(markdown(scores, shares))
+    print(router_markdown(scores, shares, SPECIALISED, RETENTION))
     quantiles = best_gate_scores(base, world, args.library)
     print("best gate score of prompt text tokens, paper router (5/25/50/75/95 %):")
     for task, values in quantiles.items():

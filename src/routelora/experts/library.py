@@ -311,10 +311,14 @@ BASE_DIR = "_base"
 """Folder of the base model's prototypes inside a library; the leading underscore keeps it out of expert names."""
 
 
+def base_prototypes_path(library_root: str | Path, skill: str) -> Path:
+    """Where a library keeps the base model's prototypes of one general skill."""
+    return Path(library_root) / BASE_DIR / f"{skill}.safetensors"
+
+
 def save_base_prototypes(library_root: str | Path, skill: str, prototypes: dict[str, torch.Tensor]) -> Path:
     """Store the base model's prototypes for one general skill in a library, atomically."""
-    path = Path(library_root) / BASE_DIR / f"{skill}.safetensors"
-    return io.write_safetensors(path, prototypes, {"skill": skill})
+    return io.write_safetensors(base_prototypes_path(library_root, skill), prototypes, {"skill": skill})
 
 
 def load_base_prototypes(library_root: str | Path) -> dict[str, dict[str, torch.Tensor]]:

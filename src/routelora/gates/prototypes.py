@@ -7,15 +7,18 @@ the base model itself a place among the candidates.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
-from routelora.data.samples import Sample
+from routelora.data.samples import Sample, load_split
+from routelora.data.task import TaskConfig
 from routelora.experts.expert import EMBEDDINGS_KEY
-from routelora.models.layout import image_token_id, text_token_mask
+from routelora.experts.library import base_prototypes_path, save_base_prototypes
+from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
 
 
@@ -66,3 +69,28 @@ def compute_prototypes(
         for handle in handles:
             handle.remove()
     return {name: (total / max(count, 1)).cpu() for name, total in sums.items()}
+
+
+def store_base_prototypes(
+    library_root: str | Path,
+    model: nn.Module,
+    processor,
+    tasks: Sequence[TaskConfig],
+    samples: int = 256,
+    skip_existing: bool = False,
+) -> list[Path]:
+    """Compute the base model's prototypes of each general-skill task and store them in a library.
+
+    The data is general data of the base model (its train split, else its test split), never a continual-learning
+    task's. ``skip_existing`` keeps a skill already stored. Returns the files written.
+    """
+    targets = get_layout(model).targets
+    written = []
+    for task in tasks:
+        if skip_existing and base_prototypes_path(library_root, task.name).is_file():
+            continue
+        split = "train" if task.data.train is not None else "test"
+        data = load_split(task, split, limit=samples).samples
+        prototypes = compute_prototypes(model, processor, data, targets, progress=f"prototypes {task.name}")
+        written.append(save_base_prototypes(library_root, task.name, prototypes))
+    return written
