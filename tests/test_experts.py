@@ -6,12 +6,10 @@ import json
 import pytest
 import torch
 from peft import PeftModel
-from PIL import Image
 
 from routelora.cli.main import main
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
-from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.experts import ExpertLibrary, load_expert, save_expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
@@ -20,32 +18,14 @@ from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import save_checkpoint
 from routelora.routing.config import ONE_EXPERT, PRESETS, RouterConfig
 from routelora.routing.model import attach_router
-
-CORPUS = ["What colour is the square? red blue", "What shape is it? circle square"] * 20
-
-
-def _task(root, name: str, question: str, answers: list[str]):
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for index, answer in enumerate(answers):
-        Image.new("RGB", (48, 48), ["red", "blue"][index % 2]).save(root / "images" / f"{name}{index}.png")
-        conversation = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
-        lines.append(
-            json.dumps({"id": f"{name}{index}", "image": f"images/{name}{index}.png", "conversations": conversation})
-        )
-    (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    (root / f"{name}.yaml").write_text(
-        f"name: {name}\nmetric: accuracy\nmax_new_tokens: 4\ndata: {{train: {name}.jsonl, test: {name}.jsonl}}\n"
-    )
-    return load_task(root / f"{name}.yaml")
+from tiny_tasks import CORPUS, colour_and_shape
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("experts")
     model, processor = build_tiny_vlm(TinyVLMRecipe(), CORPUS)
-    colour = _task(root, "colour", "What colour is the square?", ["red", "blue"] * 4)
-    shape = _task(root, "shape", "What shape is it?", ["square", "circle"] * 4)
+    colour, shape = colour_and_shape(root)
     config = ExpertTrainConfig(rank=4, steps=6, batch_size=4, lr=1e-2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     colour_dir = save_expert(train_expert(model, processor, colour, config, progress=False)[0], root / "exp-colour")

@@ -7,7 +7,7 @@ VECTORS = ("gates", "prototypes")
 DECIDE_FROM = ("embeddings", "each_layer")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RouterConfig:
     """How each routed layer chooses and mixes experts.
 
@@ -66,7 +66,10 @@ PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_
 PHATGOOSE-style (tokens and gates standardised; `normalise=False` gives the paper's plain `v . u`)."""
 
 ONE_EXPERT = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
-"""For a single expert: every token takes it, which is the plain LoRA model (the oracle in evaluations)."""
+"""For a single expert: every token takes it, which is the plain LoRA model (the oracle in evaluations). Written
+out on its own rather than as the paper's preset: it equals :data:`PAPER_ROUTER` today only because with one
+candidate every router takes it, and a change to the paper's recipe must not change the oracle. Configs are frozen,
+so neither can be edited in place."""
 
 PRESETS = {"routelora": RouterConfig(), "paper": PAPER_ROUTER}
 """Named routers of the command line's ``--router``."""

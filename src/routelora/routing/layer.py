@@ -108,6 +108,11 @@ class RoutedLinear(nn.Module):
         return self.down[: self.num_experts * self.rank]
 
     @property
+    def num_candidates(self) -> int:
+        """Experts plus base-model candidates: the columns of every score."""
+        return self.num_experts + self.num_base
+
+    @property
     def gate_keys(self) -> torch.Tensor:
         """(candidates, d_in) gates as scored: standardised (when normalising) and divided by sqrt(d_in)."""
         return self.down[self.num_experts * self.rank :]
@@ -172,29 +177,48 @@ class RoutedLinear(nn.Module):
         return torch.bmm(hidden, up.reshape(batch, k * r, -1))  # (batch, seq, d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``y = W x + update``; x: (..., d_in). The update is made in one of three modes:
+
+        1. Shared sequence decision (the default router): each sequence's experts were chosen once, before the
+           first layer, from its prompt's input embeddings (``context.shared``); only they are computed
+           (:meth:`_sequence_update`).
+        2. Per-layer sequence decision (``decide_from="each_layer"``): score every token against the gate keys,
+           pool the scores over the prompt's text tokens at prefill, keep the choice for the decoding steps
+           (:meth:`_sequence_weights`), then as in 1.
+        3. Token level (the paper): every token keeps its own top-k candidates and mixes the stacked experts'
+           updates by their weights (:meth:`_token_level`).
+        """
         result = self.base(x)  # (..., d_out)
         sequence = self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None
-        if sequence and self.context.shared is not None:
-            weights, chosen = self.context.shared  # (batch, candidates), (batch, k): decided before the first layer
+        if not sequence:
+            return self._token_level(x, result)
+        if self.context.shared is not None:
+            weights, chosen = self.context.shared  # (batch, candidates), (batch, k)
         else:
             u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
-            hidden, raw = (u @ self.down.T).split(
-                [self.num_experts * self.rank, self.down.shape[0] - self.lora_A.shape[0]], -1
-            )
-            scores = self.scores_from(u, raw)  # (tokens, candidates)
-            if not sequence:
-                weights, chosen = self.routing_weights(scores)  # (tokens, candidates), (tokens, k)
-                self._keep_trace(weights, chosen)
-                weights = weights[:, : self.num_experts].to(hidden.dtype)  # base candidates contribute no update
-                hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * weights[:, :, None]  # (tokens, n, r)
-                update = torch.addmm(result.reshape(u.shape[0], -1), hidden.flatten(1), self.lora_B)  # (tokens, d_out)
-                return update.view_as(result)
-            weights, chosen = self._sequence_weights(x, scores)  # (batch, candidates), (batch, k)
+            _, raw = self._down(u)
+            weights, chosen = self._sequence_weights(x, self.scores_from(u, raw))  # (batch, candidates), (batch, k)
         batch, seq = x.shape[0], x.shape[1]
         self._keep_trace(
             weights[:, None].expand(batch, seq, -1).flatten(0, 1), chosen[:, None].expand(batch, seq, -1).flatten(0, 1)
         )
         return result + self._per_sequence_update(x, weights, chosen)
+
+    def _down(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One product of the tokens u: (tokens, d_in) with :attr:`down`: every expert's ``A u`` (tokens,
+        experts * rank) and every candidate's raw score (tokens, candidates)."""
+        return (u @ self.down.T).split([self.num_experts * self.rank, self.num_candidates], -1)
+
+    def _token_level(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """Each token's top-k experts by its own scores, their updates mixed into ``result`` (..., d_out)."""
+        u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
+        hidden, raw = self._down(u)  # (tokens, experts * rank), (tokens, candidates)
+        weights, chosen = self.routing_weights(self.scores_from(u, raw))  # (tokens, candidates), (tokens, k)
+        self._keep_trace(weights, chosen)
+        weights = weights[:, : self.num_experts].to(hidden.dtype)  # base candidates contribute no update
+        hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * weights[:, :, None]  # (tokens, n, r)
+        update = torch.addmm(result.reshape(u.shape[0], -1), hidden.flatten(1), self.lora_B)  # (tokens, d_out)
+        return update.view_as(result)
 
     def _keep_trace(self, weights: torch.Tensor, chosen: torch.Tensor) -> None:
         """Per-token (tokens, candidates) weights and (tokens, k) choices, for traces and routing counts."""

@@ -1,0 +1,67 @@
+"""Routing between experts (the paper's method and routelora's default router): per task, a LoRA expert and its
+gates and prototypes are trained on that task's data alone; at evaluation every expert is loaded and routed.
+
+Recipe: the expert is a PEFT LoRA on the language model's linear layers (``ExpertTrainConfig``: rank 8, alpha 16,
+AdamW, cosine schedule); then gates, 100 steps at lr 5e-3 with the expert frozen, and prototypes from 256 of the
+task's own prompts (``GateTrainConfig``). Trainable: the LoRA A and B, then the gate vectors; nothing else. Base
+candidates (``RouterConfig.base_candidates``) take prototypes of the base model's general data, ``general``.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from routelora.data.samples import load_split
+from routelora.data.task import TaskConfig
+from routelora.experts.expert import Expert
+from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.gates.prototypes import compute_prototypes
+from routelora.gates.train import GateTrainConfig, train_gates
+from routelora.models.layout import get_layout
+from routelora.routing.config import RouterConfig
+from routelora.routing.model import RoutedModel, attach_router
+
+
+@dataclass
+class RoutedState:
+    """What routing keeps: one expert per task learned so far, and the base model's general prototypes."""
+
+    experts: list[Expert] = field(default_factory=list)
+    base_prototypes: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+@dataclass
+class RoutedMethod:
+    """Train an expert per task; route between all of them at evaluation."""
+
+    router: RouterConfig
+    name: str = "routelora"
+    expert: ExpertTrainConfig = field(default_factory=ExpertTrainConfig)
+    gates: GateTrainConfig = field(default_factory=GateTrainConfig)
+    general: Sequence[TaskConfig] = ()
+    """General-data tasks of the base model whose prototypes are its candidates (needed with base candidates)."""
+    general_samples: int = 256
+
+    def learn(self, model: nn.Module, processor, task: TaskConfig, state: RoutedState | None) -> RoutedState:
+        state = state or RoutedState()
+        if self.router.base_candidates and not state.base_prototypes:
+            targets = get_layout(model).targets
+            for skill in self.general:
+                data = load_split(skill, "train" if skill.data.train else "test", limit=self.general_samples)
+                prototypes = compute_prototypes(model, processor, data.samples, targets, progress=False)
+                state.base_prototypes[skill.name] = prototypes
+        expert, _ = train_expert(model, processor, task, self.expert, progress=False)
+        expert, _ = train_gates(model, processor, expert, task, self.gates, progress=False)
+        return RoutedState([*state.experts, expert], state.base_prototypes)
+
+    @contextmanager
+    def prepared(self, model: nn.Module, state: RoutedState) -> Iterator[RoutedModel]:
+        base = state.base_prototypes if self.router.base_candidates else None
+        handle = attach_router(model, state.experts, self.router, base_prototypes=base)
+        try:
+            yield handle
+        finally:
+            handle.detach()

@@ -1,0 +1,34 @@
+"""Two small image tasks on disk (LLaVA JSONL + PNG + task YAML), shared by the expert and method tests."""
+
+import json
+
+from PIL import Image
+
+from routelora.data.task import TaskConfig, load_task
+
+CORPUS = ["What colour is the square? red blue", "What shape is it? circle square"] * 20
+"""Tokenizer corpus covering both tasks' words."""
+
+
+def write_task(root, name: str, question: str, answers: list[str], max_new_tokens: int = 4) -> TaskConfig:
+    """A task whose samples alternate red and blue images, each asked ``question`` and answered in turn."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, answer in enumerate(answers):
+        Image.new("RGB", (48, 48), ["red", "blue"][index % 2]).save(root / "images" / f"{name}{index}.png")
+        turns = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
+        record = {"id": f"{name}{index}", "image": f"images/{name}{index}.png", "conversations": turns}
+        lines.append(json.dumps(record))
+    (root / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    (root / f"{name}.yaml").write_text(
+        f"name: {name}\nmetric: accuracy\nmax_new_tokens: {max_new_tokens}\n"
+        f"data: {{train: {name}.jsonl, test: {name}.jsonl}}\n"
+    )
+    return load_task(root / f"{name}.yaml")
+
+
+def colour_and_shape(root, max_new_tokens: int = 4) -> list[TaskConfig]:
+    """The two tasks: colour ("red"/"blue") and shape ("square"/"circle"), 8 samples each."""
+    colour = write_task(root, "colour", "What colour is the square?", ["red", "blue"] * 4, max_new_tokens)
+    shape = write_task(root, "shape", "What shape is it?", ["square", "circle"] * 4, max_new_tokens)
+    return [colour, shape]
