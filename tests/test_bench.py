@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from routelora.cli import bench as bench_cli
-from routelora.routing.bench import (
+from routelora.bench.routing import (
     BenchConfigError,
     RoutingBenchConfig,
     build_arrow_layer,
@@ -18,8 +17,9 @@ from routelora.routing.bench import (
     routed_memory,
     run_routing_bench,
     target_summary,
-    time_call,
 )
+from routelora.bench.timing import time_call
+from routelora.cli import bench as bench_cli
 from routelora.routing.config import RouterConfig
 from routelora.routing.layer import RoutedLinear
 

@@ -133,3 +133,26 @@ def test_package_versions_are_the_installed_ones():
 
     versions = package_versions()
     assert versions["torch"] == torch.__version__ and versions["transformers"] == transformers.__version__
+
+
+def test_training_flags_are_the_config_fields():
+    """Every field of the training settings has its flag, and a flag given lands in its field."""
+    from dataclasses import fields
+
+    from routelora.cli.config_args import config_from_arguments
+    from routelora.cli.main import build_parser
+    from routelora.experts.config import ExpertTrainConfig
+    from routelora.gates.config import GateTrainConfig
+
+    parser = build_parser()
+    cases = [
+        (["expert", "train", "--base", "M", "--task", "t.yaml", "--out", "E"], ExpertTrainConfig),
+        (["gate", "train", "--base", "M", "--expert", "E", "--task", "t.yaml"], GateTrainConfig),
+    ]
+    for command, config in cases:
+        for field in fields(config):
+            value = "3" if field.type in (int, "int") or "int" in str(field.type) else "0.25"
+            args = parser.parse_args([*command, "--" + field.name.replace("_", "-"), value])
+            built = config_from_arguments(args, config)
+            assert getattr(built, field.name) == type(getattr(built, field.name))(value), (config, field.name)
+        assert config_from_arguments(parser.parse_args(command), config) == config(), "left out: the defaults"

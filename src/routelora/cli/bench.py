@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from routelora.cli.common import given_options
 
 if TYPE_CHECKING:
-    from routelora.routing.bench import RoutingBenchConfig
+    from routelora.bench.routing import RoutingBenchConfig
 
 # the options that set a field of RoutingBenchConfig (the rest keep the dataclass's default)
 BENCH_OPTIONS = ("sizes", "tokens", "rank", "experts", "top_k", "repeats", "warmup", "threads")
@@ -57,7 +57,7 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
         markdown: give the table as Markdown (for the README) instead of aligned text.
         json_path: also write the configuration, environment, rows and target lines there as JSON.
     """
-    from routelora.routing.bench import format_table, markdown_table, run_routing_bench, target_summary
+    from routelora.bench.routing import format_table, markdown_table, run_routing_bench, target_summary
 
     load_before = os.getloadavg()[0]
     rows = run_routing_bench(config, progress=lambda step: print(f"timing {step}", file=sys.stderr, flush=True))
@@ -82,7 +82,7 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
 
 
 def _run_routing(args: argparse.Namespace) -> None:
-    from routelora.routing.bench import RoutingBenchConfig
+    from routelora.bench.routing import RoutingBenchConfig
 
     config = RoutingBenchConfig(**given_options(args, BENCH_OPTIONS))
     print(bench_routing(config, markdown=args.markdown, json_path=args.json))
@@ -94,7 +94,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the CLI.
 
     The options have no argparse default: a left-out option keeps RoutingBenchConfig's default, read when the
-    command runs (importing ``routelora.routing.bench`` imports torch).
+    command runs (importing ``routelora.bench.routing`` imports torch).
     """
     parser = subcommands.add_parser("bench", help="measure speed and memory (prints figures, asserts none)")
     benches = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)

@@ -6,26 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from routelora.cli.common import add_model_arguments, given_options, model_load_options
+from routelora.cli.common import add_model_arguments, model_load_options
+from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
 if TYPE_CHECKING:
-    from routelora.experts.train import ExpertTrainConfig
-    from routelora.gates.train import GateTrainConfig
-
-# the options that set a field of ExpertTrainConfig / GateTrainConfig (the rest keep the dataclass's default)
-EXPERT_OPTIONS = (
-    "rank",
-    "alpha",
-    "dropout",
-    "lr",
-    "steps",
-    "epochs",
-    "batch_size",
-    "grad_accumulation",
-    "warmup_ratio",
-    "seed",
-)
-GATE_OPTIONS = ("steps", "lr", "batch_size", "seed")
+    from routelora.experts.config import ExpertTrainConfig
+    from routelora.gates.config import GateTrainConfig
 
 
 def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **load_options) -> Path:
@@ -85,41 +71,32 @@ def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **l
 
 
 def _run_expert(args: argparse.Namespace) -> None:
-    from routelora.experts.train import ExpertTrainConfig
+    from routelora.experts.config import ExpertTrainConfig
 
-    config = ExpertTrainConfig(**given_options(args, EXPERT_OPTIONS))
+    config = config_from_arguments(args, ExpertTrainConfig)
     expert_train(args.base, args.task, args.out, config, **model_load_options(args))
 
 
 def _run_gate(args: argparse.Namespace) -> None:
-    from routelora.gates.train import GateTrainConfig
+    from routelora.gates.config import GateTrainConfig
 
-    config = GateTrainConfig(**given_options(args, GATE_OPTIONS))
+    config = config_from_arguments(args, GateTrainConfig)
     gate_train(args.base, args.expert, args.task, config, **model_load_options(args))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    """Add ``expert`` and ``gate`` to the CLI.
+    """Add ``expert`` and ``gate`` to the CLI; their training flags are the fields of ExpertTrainConfig and
+    GateTrainConfig (:mod:`routelora.cli.config_args`)."""
+    from routelora.experts.config import ExpertTrainConfig
+    from routelora.gates.config import GateTrainConfig
 
-    The training options have no argparse default: a left-out option keeps ExpertTrainConfig's or
-    GateTrainConfig's default, read when the command runs (importing those modules imports torch).
-    """
     expert = subcommands.add_parser("expert", help="stage 1: LoRA experts")
     expert_actions = expert.add_subparsers(dest="expert_command", metavar="ACTION", required=True)
     train = expert_actions.add_parser("train", help="train a LoRA expert on one task's data")
     train.add_argument("--base", required=True, help="base model directory or hub id")
     train.add_argument("--task", type=Path, required=True, help="task YAML file")
     train.add_argument("--out", type=Path, required=True, help="expert directory to create")
-    train.add_argument("--rank", type=int)
-    train.add_argument("--alpha", type=float)
-    train.add_argument("--dropout", type=float)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--steps", type=int)
-    train.add_argument("--epochs", type=float, help="passes over the data (overrides --steps)")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--grad-accumulation", type=int)
-    train.add_argument("--warmup-ratio", type=float)
-    train.add_argument("--seed", type=int)
+    add_config_arguments(train, ExpertTrainConfig)
     add_model_arguments(train, positional=False)
     train.set_defaults(run=_run_expert)
 
@@ -129,9 +106,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     gate_train_parser.add_argument("--base", required=True, help="the base model the expert was trained on")
     gate_train_parser.add_argument("--expert", type=Path, required=True, help="expert directory")
     gate_train_parser.add_argument("--task", type=Path, required=True, help="the expert's task YAML file")
-    gate_train_parser.add_argument("--steps", type=int)
-    gate_train_parser.add_argument("--lr", type=float)
-    gate_train_parser.add_argument("--batch-size", type=int)
-    gate_train_parser.add_argument("--seed", type=int)
+    add_config_arguments(gate_train_parser, GateTrainConfig)
     add_model_arguments(gate_train_parser, positional=False)
     gate_train_parser.set_defaults(run=_run_gate)

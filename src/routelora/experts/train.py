@@ -1,7 +1,6 @@
 """Stage 1: train one LoRA expert on one task's data, on the language model's adapter targets only (PEFT)."""
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -11,57 +10,12 @@ from torch import nn
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
+from routelora.experts.config import ExpertTrainConfig
 from routelora.experts.expert import Expert, expert_metadata
 from routelora.experts.fingerprint import base_fingerprint
 from routelora.experts.peft_adapter import lora_scalings, split_lora_tensors
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
-
-
-@dataclass
-class ExpertTrainConfig:
-    """LoRA expert training settings."""
-
-    rank: int = 8
-    """LoRA rank r."""
-    alpha: float = 16.0
-    """LoRA alpha; the update is scaled by alpha / r (PEFT's convention)."""
-    dropout: float = 0.0
-    """Dropout on the LoRA input during training."""
-    lr: float = 1e-3
-    """Peak learning rate (the paper: 4e-5 at InternVL2 scale; a tiny model needs far more)."""
-    steps: int | None = 300
-    """Optimizer steps; ignored when ``epochs`` is given."""
-    epochs: float | None = None
-    """Passes over the task's training data (sets the number of steps)."""
-    batch_size: int = 16
-    """Samples per micro-batch."""
-    grad_accumulation: int = 1
-    """Micro-batches per optimizer step."""
-    warmup_ratio: float = 0.06
-    """Share of steps spent warming up before the cosine decay."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_length: int = 160
-    """Longest training sequence; longer answers are cut and counted."""
-    seed: int = 0
-    """Seed of LoRA initialisation and batch sampling."""
-
-    def __post_init__(self) -> None:
-        if self.rank < 1 or self.alpha <= 0 or self.lr <= 0:
-            raise ValueError("rank, alpha and lr must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.epochs is None and (self.steps is None or self.steps < 1):
-            raise ValueError("give steps (positive) or epochs")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ValueError(f"epochs must be positive, got {self.epochs}")
-
-    def total_steps(self, samples: int) -> int:
-        """Optimizer steps for a task of ``samples`` training samples."""
-        if self.epochs is None:
-            return self.steps
-        return max(1, math.ceil(self.epochs * samples / (self.batch_size * self.grad_accumulation)))
 
 
 def train_expert(

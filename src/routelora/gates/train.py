@@ -1,6 +1,6 @@
 """Stage 2: train one gate vector per adapted layer with the base model and the expert frozen."""
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from torch import nn
@@ -10,36 +10,11 @@ from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert, load_expert, save_routing
 from routelora.experts.fingerprint import check_compatible
+from routelora.gates.config import GateTrainConfig
 from routelora.gates.layer import GatedLoraLinear
 from routelora.gates.prototypes import compute_prototypes
 from routelora.nn import restore_modules, swap_modules
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
-
-
-@dataclass
-class GateTrainConfig:
-    """Gate training settings; the defaults are PHATGOOSE's."""
-
-    steps: int = 100
-    """Optimizer steps (the paper: 100)."""
-    lr: float = 5e-3
-    """AdamW learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    warmup_ratio: float = 0.06
-    """Share of steps spent warming up."""
-    batch_size: int = 16
-    """Samples per step."""
-    max_length: int = 160
-    """Longest training sequence."""
-    prototype_samples: int = 256
-    """Training prompts averaged into the expert's routing prototypes (0 skips them)."""
-    seed: int = 0
-    """Seed of batch sampling."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size and lr must be positive")
 
 
 def train_gates(

@@ -16,7 +16,6 @@ Plain functions behind ``routelora bench routing``: it prints figures, it never 
 import math
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from routelora.bench.timing import NOISY_SPREAD, spread, time_samples
 from routelora.errors import RouteloraError
 from routelora.nn import standardise
 from routelora.routing.config import RouterConfig
@@ -34,7 +34,6 @@ from routelora.routing.layer import ExpertWeights, RoutedLinear
 FLOAT32_BYTES = 4
 PEERS = ("base", "routed", "loop", "arrow", "sequence")
 SEQUENCE_LENGTH = 256  # tokens per sequence of the sequence-level peer (tokens / 256 sequences)
-NOISY_SPREAD = 0.5  # beyond it, some timed calls waited for the cores far longer than others
 
 
 class BenchConfigError(RouteloraError, ValueError):
@@ -77,41 +76,6 @@ class RoutingBenchConfig:
             raise BenchConfigError(f"warmup must be at least 0, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise BenchConfigError(f"threads must be at least 1, got {self.threads}")
-
-
-def time_samples(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Wall times in seconds of each function, measured in interleaved rounds.
-
-    Interleaving (one call of each per round, the order rotating) spreads the load of other processes and any
-    thermal drift over all peers alike, so their ratios stay fair on a busy machine.
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            fns[name]()
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-def time_calls(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
-    """Median wall time in seconds of each function, measured in interleaved rounds (see ``time_samples``)."""
-    return {name: statistics.median(values) for name, values in time_samples(fns, repeats, warmup).items()}
-
-
-def spread(samples: list[float]) -> float:
-    """(slowest - fastest) / median: near 0 on a quiet machine, large where other processes took the cores."""
-    return (max(samples) - min(samples)) / statistics.median(samples)
-
-
-def time_call(fn: Callable[[], Any], repeats: int, warmup: int) -> float:
-    """Median wall time in seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones."""
-    return time_calls({"fn": fn}, repeats, warmup)["fn"]
 
 
 def make_experts(d_in: int, d_out: int, rank: int, count: int, seed: int = 0) -> list[ExpertWeights]:
@@ -209,7 +173,7 @@ def build_arrow_layer(base: nn.Linear, experts: list[ExpertWeights], top_k: int,
 def routed_memory(layer: RoutedLinear) -> dict[str, float]:
     """Bytes per expert of the routed layer's own buffers, against twice a LoRA adapter in float32.
 
-    ``bytes_per_expert`` counts what the brief asks for: stacked A with the gate keys (``down``) and stacked B;
+    ``bytes_per_expert`` counts the reference size: stacked A with the gate keys (``down``) and stacked B;
     ``all_buffers_per_expert`` adds the availability mask, the layer's true extra memory.
     """
     own = sum(layer.get_buffer(name).nbytes for name in ("down", "lora_B"))

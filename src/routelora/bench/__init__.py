@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory measurements behind ``routelora bench``. Never imported by the core."""

@@ -1,0 +1,66 @@
+"""Command-line flags built from a settings dataclass: one ``--field-name`` per field, typed by its annotation and
+documented by the field's own docstring, so that flags and fields cannot drift apart.
+
+Written by hand rather than with jsonargparse or typer: those build the parser from the command's signature, which
+means importing the modules that define it, and the command line must start without importing torch. The settings
+dataclasses live in torch-free ``config.py`` modules for this reason.
+"""
+
+import argparse
+import ast
+import inspect
+import types
+import typing
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Any
+
+SCALARS = (int, float, str)
+
+
+def field_docs(config: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right after its annotation), first sentence only."""
+    tree = ast.parse(inspect.getsource(config))
+    body = tree.body[0].body
+    docs = {}
+    for statement, following in zip(body, body[1:]):
+        is_doc = isinstance(following, ast.Expr) and isinstance(getattr(following, "value", None), ast.Constant)
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) and is_doc:
+            text = " ".join(str(following.value.value).split())
+            docs[statement.target.id] = text.split(". ")[0].rstrip(".")
+    return docs
+
+
+def _scalar(annotation: Any) -> type:
+    """``int``, ``float | None`` and the like -> the scalar type; anything else is not a flag."""
+    if annotation in (*SCALARS, bool):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
+        if len(kinds) == 1 and kinds[0] in SCALARS:
+            return kinds[0]
+    raise TypeError(f"no command-line flag for a field of type {annotation!r}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: type, skip: tuple[str, ...] = ()) -> None:
+    """Register ``--field-name`` for every field of the dataclass ``config`` (but ``skip``), with no argparse
+    default: a flag left out keeps the dataclass's own default (shown in the help)."""
+    assert is_dataclass(config)
+    docs = field_docs(config)
+    hints = typing.get_type_hints(config)
+    for field in fields(config):
+        if field.name in skip:
+            continue
+        kind = _scalar(hints[field.name])
+        default = field.default if field.default is not MISSING else "required"
+        text = f"{docs.get(field.name, field.name)} (default: {default})"
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, help=text, metavar=kind.__name__.upper())
+
+
+def config_from_arguments(args: argparse.Namespace, config: type, **overrides: Any):
+    """The dataclass ``config`` built from the flags given (and ``overrides``); the rest keep their defaults."""
+    given = {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name, None) is not None}
+    return config(**{**given, **overrides})

@@ -1,0 +1,29 @@
+"""Settings of stage 2, training an expert's gates (no torch here: the command line builds its flags from them)."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GateTrainConfig:
+    """Gate training settings; the defaults are PHATGOOSE's."""
+
+    steps: int = 100
+    """Optimizer steps (the paper: 100)."""
+    lr: float = 5e-3
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.06
+    """Share of steps spent warming up."""
+    batch_size: int = 16
+    """Samples per step."""
+    max_length: int = 160
+    """Longest training sequence."""
+    prototype_samples: int = 256
+    """Training prompts averaged into the expert's routing prototypes (0 skips them)."""
+    seed: int = 0
+    """Seed of batch sampling."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("steps, batch_size and lr must be positive")
