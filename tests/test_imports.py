@@ -7,7 +7,7 @@ import routelora
 
 PACKAGE = Path(routelora.__file__).parent
 CORE = {"data", "models", "metrics", "training", "experts", "gates", "routing", "evaluation", "methods", "reports"}
-CORE |= {"io", "nn", "errors", "environment", "_version"}
+CORE |= {"io", "nn", "errors", "environment", "_version", "_lazy"}
 ABOVE_THE_CORE = {"embedded", "experiments", "cli", "bench"}
 
 

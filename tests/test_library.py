@@ -302,3 +302,14 @@ def test_cli_list_show_add_remove(tmp_path, expert_dir, peft_dir, base, capsys):
     assert run_cli(["library", "show", "caption", "--library", lib]) == cli_main.EXIT_USER_ERROR
     err = capsys.readouterr().err.strip()
     assert err.startswith("routelora: error:") and "no expert named 'caption'" in err and "\n" not in err
+
+
+def test_importing_a_peft_adapter_for_another_base_warns(tmp_path, peft_dir, expert_dir, base, caplog):
+    """The mixed-base warning covers PEFT imports too, not only experts added from a directory."""
+    torch.manual_seed(1)
+    other = tf.AutoModelForImageTextToText.from_config(family_configs()["llava"]).eval()
+    library = ExpertLibrary(tmp_path / "lib")
+    library.add(expert_dir)
+    with caplog.at_level("WARNING", logger="routelora.experts.library"):
+        library.add_peft(peft_dir, "elsewhere", other)
+    assert "routing needs one base model" in caplog.text

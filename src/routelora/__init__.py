@@ -6,6 +6,7 @@ The public names below are imported on first use (PEP 562), so ``import routelor
 
 from typing import TYPE_CHECKING
 
+from routelora._lazy import lazy_getattr
 from routelora._version import __version__
 
 if TYPE_CHECKING:
@@ -58,16 +59,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Import a public name from its module on first access, then keep it here."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -2,6 +2,7 @@
 
 import argparse
 from collections import Counter
+from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def predict(
     if library is None:
         return generate_answers(model, collator, [sample], max_new_tokens, progress=False)[0], []
     config = router or RouterConfig()
-    handle = attach_router(model, library, RouterConfig(**{**vars(config), "trace": show_routing}))
+    handle = attach_router(model, library, replace(config, trace=show_routing))
     answer = generate_answers(model, collator, [sample], max_new_tokens, progress=False)[0]
     rows = []
     if show_routing:

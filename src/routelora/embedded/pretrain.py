@@ -12,13 +12,14 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+from routelora.embedded.world.tasks import tasks_of_kind
 from routelora.models.checkpoint import save_checkpoint
 from routelora.models.layout import image_token_id
 from routelora.training import TrainConfig, mixed_batches, train
 from routelora.training.packing import pack_batch
 
-RETENTION_TASKS = ("mcq", "chart", "doc")
-GENERIC_TASKS = ("basics",)
+RETENTION_TASKS = tasks_of_kind("retention")
+GENERIC_TASKS = tasks_of_kind("pretraining")
 
 
 @dataclass(frozen=True)

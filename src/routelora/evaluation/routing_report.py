@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from routelora.routing.context import IMAGE, KIND_NAMES, PROMPT
+from routelora.routing.context import GENERATED, IMAGE, KIND_NAMES, PROMPT
 
 REPORTED_KINDS = ("image", "text", "generated")
 
@@ -41,7 +41,7 @@ def routing_report(
         report.shares[kind] = [
             (table[row, column] / table[row].sum()).item() for table in counts.values() if table[row].sum() > 0
         ]
-    total = sum(table[[IMAGE, PROMPT, KIND_NAMES.index("generated")]].sum(0) for table in counts.values())
+    total = sum(table[[IMAGE, PROMPT, GENERATED]].sum(0) for table in counts.values())
     if isinstance(total, torch.Tensor) and total.sum() > 0:
         shares = (total / total.sum()).tolist()
         report.expert_shares = dict(zip([*expert_names, "base"], shares))

@@ -14,6 +14,7 @@ import torch
 from routelora import io
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
+from routelora.embedded.world import tasks_of_kind
 from routelora.environment import package_versions
 from routelora.evaluation.routing_report import layer_shares
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
@@ -26,8 +27,8 @@ from routelora.reports.plots import routing_heatmap
 from routelora.reports.tables import comparison_markdown
 from routelora.routing.config import PAPER_ROUTER, RouterConfig
 
-SPECIALISED = ("caption", "entailment", "meme", "genre")
-RETENTION = ("mcq", "chart", "doc")
+SPECIALISED = tasks_of_kind("specialised")
+RETENTION = tasks_of_kind("retention")
 EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=2e-3, steps=300, batch_size=16)
 GATE_RECIPE = GateTrainConfig()
 # What routelora uses by default; see docs/routing.md for the evidence.

@@ -16,6 +16,7 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
+from routelora.embedded.world import tasks_of_kind
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experts import ExpertLibrary
 from routelora.models import load_vlm
@@ -24,8 +25,8 @@ from routelora.reports.tables import router_markdown
 from routelora.routing.config import PAPER_ROUTER, RouterConfig
 from routelora.routing.model import attach_router
 
-SPECIALISED = ("caption", "entailment", "meme", "genre")
-RETENTION = ("mcq", "chart", "doc")
+SPECIALISED = tasks_of_kind("specialised")
+RETENTION = tasks_of_kind("retention")
 
 ROUTERS = {
     "routelora (default)": RouterConfig(),

@@ -6,6 +6,8 @@ the command line reads to build its flags) comes without torch.
 
 from typing import TYPE_CHECKING
 
+from routelora._lazy import lazy_getattr
+
 if TYPE_CHECKING:
     from routelora.errors import ExpertFormatError
     from routelora.experts.expert import (
@@ -52,13 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Import a public name from its module on first access, then keep it here."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -176,7 +176,8 @@ class ExpertLibrary:
         if name in self and not overwrite:
             raise self._taken(name)
         expert = expert_from_peft(peft_dir, name, base_model)
-        self._install(name, overwrite, lambda directory: write_expert_files(expert, directory))
+        fingerprint = expert.metadata.get("base_fingerprint")
+        self._install(name, overwrite, lambda directory: write_expert_files(expert, directory), fingerprint)
         return name
 
     def remove(self, name: str) -> None:

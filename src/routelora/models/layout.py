@@ -63,7 +63,7 @@ class VLMLayout:
 
     @property
     def frozen(self) -> list[str]:
-        """Paths of every module that stays frozen in every method, the baselines included."""
+        """Paths of every module that stays frozen in every method (vision encoder and projector)."""
         return self.vision + [path for path in self.projector if not _is_inside_any(path, self.vision)]
 
     def target_kinds(self) -> Counter:

@@ -28,16 +28,16 @@ factor, one ``(train, test)`` pair for all tasks, or a mapping of task name to `
 """
 
 from .corpus import world_corpus
-from .sampling import Sample, SampleContext, stable_seed
+from .sampling import SampleContext, WorldSample, stable_seed
 from .sheet import contact_sheet
-from .tasks import TASK_SPECS, WORLD_TASKS, TaskSpec, resolve_sizes
+from .tasks import TASK_SPECS, WORLD_TASKS, TaskSpec, resolve_sizes, tasks_of_kind
 from .writer import WORLD_VERSION, TaskFiles, WorldManifest, generate_world, sample_record
 
 __all__ = [
     "TASK_SPECS",
     "WORLD_TASKS",
     "WORLD_VERSION",
-    "Sample",
+    "WorldSample",
     "SampleContext",
     "TaskFiles",
     "TaskSpec",
@@ -47,5 +47,6 @@ __all__ = [
     "resolve_sizes",
     "sample_record",
     "stable_seed",
+    "tasks_of_kind",
     "world_corpus",
 ]

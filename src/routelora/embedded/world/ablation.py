@@ -6,14 +6,14 @@ import random
 
 from .charts import MAX_VALUE, sample_chart
 from .language import ENTAILMENT_LABELS, caption_references, hypothesis
-from .sampling import Renderable, Sample, SampleContext
+from .sampling import Renderable, SampleContext, WorldSample
 from .scenes import COLOURS, sample_scene
 
 TREND_LABELS: tuple[str, ...] = ("rising", "falling", "peak in the middle", "dip in the middle")
 TREND_PROMPT = "Describe the trend of the bars from left to right."
 
 
-def make_chart_trend(ctx: SampleContext) -> Sample:
+def make_chart_trend(ctx: SampleContext) -> WorldSample:
     """ChartGemma analogue: a 3-bar chart -> its shape from left to right (one of four labels)."""
     rng = ctx.rng
     label = ctx.balanced(TREND_LABELS)
@@ -29,17 +29,17 @@ def make_chart_trend(ctx: SampleContext) -> Sample:
         side = rng.sample([mid, hi], 2)
         values = [side[0], lo, side[1]]
     chart = sample_chart(rng, values=values)
-    return Sample(TREND_PROMPT, label, [label], chart, {"chart": chart})
+    return WorldSample(TREND_PROMPT, label, [label], chart, {"chart": chart})
 
 
-def make_text_entailment(ctx: SampleContext) -> Sample:
+def make_text_entailment(ctx: SampleContext) -> WorldSample:
     """XNLI analogue, text only: the premise describes a scene in words (a caption), same labels as entailment."""
     label = ctx.balanced(ENTAILMENT_LABELS)
     scene = sample_scene(ctx.rng, 1, 3)
     premise = ctx.rng.choice(caption_references(scene))
     hyp, template = hypothesis(scene, label, ctx.rng)
     question = f'Premise: "{premise}". Hypothesis: "{hyp}". Answer entailment, neutral or contradiction.'
-    return Sample(question, label, [label], None, {"scene": scene, "hypothesis": hyp, "template": template})
+    return WorldSample(question, label, [label], None, {"scene": scene, "hypothesis": hyp, "template": template})
 
 
 NAMES = ("Tom", "Ana", "Sam", "Mia", "Leo", "Eva")
@@ -62,11 +62,13 @@ def _sub_operands(rng: random.Random) -> tuple[int, int]:
     return a, rng.randint(0, a)
 
 
-def _number_sample(question: str, answer: int, image: Renderable | None = None, meta: dict | None = None) -> Sample:
-    return Sample(question, str(answer), [str(answer)], image, meta or {})
+def _number_sample(
+    question: str, answer: int, image: Renderable | None = None, meta: dict | None = None
+) -> WorldSample:
+    return WorldSample(question, str(answer), [str(answer)], image, meta or {})
 
 
-def make_arith_text(ctx: SampleContext) -> Sample:
+def make_arith_text(ctx: SampleContext) -> WorldSample:
     """Orca-Math analogue, text only: one-step add/subtract word problems, all numbers in 0..20."""
     rng = ctx.rng
     op = ctx.balanced(("add", "sub"), stream="op")
@@ -90,7 +92,7 @@ def make_arith_text(ctx: SampleContext) -> Sample:
     return _number_sample(q, a - b, meta={"op": op, "a": a, "b": b})
 
 
-def make_arith_image(ctx: SampleContext) -> Sample:
+def make_arith_image(ctx: SampleContext) -> WorldSample:
     """Multi-math analogue: count shapes (all, or of one colour) in the image, then add or subtract a number."""
     rng = ctx.rng
     form = ctx.balanced(("add", "sub", "colour"), stream="form")
@@ -108,7 +110,7 @@ def make_arith_image(ctx: SampleContext) -> Sample:
     return _number_sample(q, len(scene.with_colour(colour)) + k, scene, meta)
 
 
-def make_arith_mixed(ctx: SampleContext) -> Sample:
+def make_arith_mixed(ctx: SampleContext) -> WorldSample:
     """MGSM analogue (test only): half text word problems, half word problems whose start count is in the image.
 
     The phrasing differs from both training tasks, and the image half needs counting (arith_image's

@@ -8,14 +8,14 @@ specialised task's output format, so the base still does not know those tasks.
 
 from .charts import sample_chart
 from .docs import DocPage, sample_code
-from .sampling import Sample, SampleContext
+from .sampling import SampleContext, WorldSample
 from .scenes import ROWS, sample_scene
 
 BASICS_TYPES = ("colour", "shape", "row", "what_at", "count", "letter", "bar_value")
 COLUMN_PHRASES = ("on the left", "in the middle", "on the right")
 
 
-def make_basics(ctx: SampleContext) -> Sample:
+def make_basics(ctx: SampleContext) -> WorldSample:
     """One direct question about a scene, a page or a chart."""
     rng = ctx.rng
     kind = ctx.balanced(BASICS_TYPES, stream="kind")
@@ -27,22 +27,22 @@ def make_basics(ctx: SampleContext) -> Sample:
             "shape": ("What shape is this?", shape.shape),
             "row": ("In which row is the shape?", ROWS[shape.row]),
         }[kind]
-        return Sample(question, answer, [answer], scene, {"kind": kind})
+        return WorldSample(question, answer, [answer], scene, {"kind": kind})
     if kind == "what_at":
         # Not asked by any benchmark, but naming the object in one cell keeps per-object features in the base, which
         # captioning builds on: without it the caption expert named one colour for every shape (CIDEr 1.55, not 3.15).
         scene = sample_scene(rng, 1, 3)
         shape = rng.choice(scene.shapes)
-        return Sample(f"What is at the {shape.position}?", shape.name, [shape.name], scene, {"kind": kind})
+        return WorldSample(f"What is at the {shape.position}?", shape.name, [shape.name], scene, {"kind": kind})
     if kind == "count":
         scene = sample_scene(rng, 1, 4)
         answer = str(len(scene.shapes))
-        return Sample("How many shapes are there?", answer, [answer], scene, {"kind": kind})
+        return WorldSample("How many shapes are there?", answer, [answer], scene, {"kind": kind})
     if kind == "letter":
         code = sample_code(rng)
         column = rng.randrange(len(code))
         question = f"Which letter is {COLUMN_PHRASES[column]}?"
-        return Sample(question, code[column], [code[column]], DocPage(code), {"kind": kind})
+        return WorldSample(question, code[column], [code[column]], DocPage(code), {"kind": kind})
     chart = sample_chart(rng, n_bars=1)
     answer = str(chart.bars[0].value)
-    return Sample("How tall is the bar?", answer, [answer], chart, {"kind": kind})
+    return WorldSample("How tall is the bar?", answer, [answer], chart, {"kind": kind})

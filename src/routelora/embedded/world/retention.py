@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from .charts import sample_chart
 from .docs import DocPage, sample_code
-from .sampling import Sample, SampleContext
+from .sampling import SampleContext, WorldSample
 from .scenes import COLOURS, ROWS, SHAPES, Scene, sample_scene
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D", "E")
@@ -36,7 +36,7 @@ def _scene_where(ctx: SampleContext, ok: Callable[[Scene], bool], n_min: int = 1
             return scene
 
 
-def make_mcq(ctx: SampleContext) -> Sample:
+def make_mcq(ctx: SampleContext) -> WorldSample:
     """MMBench analogue: count, kind, colour or row of the shapes in a scene; answer one letter.
 
     Each question type lists the same options in the same order every time (counts 1-4, the four shapes, the five
@@ -65,13 +65,13 @@ def make_mcq(ctx: SampleContext) -> Sample:
     letter = letters[options.index(answer)]
     lines = [question] + [f"{k}. {v}" for k, v in zip(letters, options)] + ["Answer with the letter."]
     meta = {"scene": scene, "qtype": qtype, "options": list(options)}
-    return Sample("\n".join(lines), letter, [letter], scene, meta)
+    return WorldSample("\n".join(lines), letter, [letter], scene, meta)
 
 
 CHART_TYPES = ("highest", "lowest", "range", "count")
 
 
-def make_chart(ctx: SampleContext) -> Sample:
+def make_chart(ctx: SampleContext) -> WorldSample:
     """ChartQA analogue with numeric answers: the highest or lowest value of a bar chart, their difference, or the
     number of bars.
 
@@ -87,7 +87,7 @@ def make_chart(ctx: SampleContext) -> Sample:
         "range": ("What is the difference between the highest and the lowest value?", high - low),
         "count": ("How many bars are there?", len(chart.bars)),
     }[qtype]
-    return Sample(question, str(answer), [str(answer)], chart, {"chart": chart, "qtype": qtype})
+    return WorldSample(question, str(answer), [str(answer)], chart, {"chart": chart, "qtype": qtype})
 
 
 DOC_TYPES = ("full", "first", "second", "last")
@@ -99,7 +99,7 @@ DOC_QUESTIONS = {
 }
 
 
-def make_doc(ctx: SampleContext) -> Sample:
+def make_doc(ctx: SampleContext) -> WorldSample:
     """DocVQA analogue: a 3-letter code, one letter per cell; read it whole or one letter.
 
     Whole-code answers are spelled with spaces ("B E K") so any whitespace-splitting tokenizer sees
@@ -112,4 +112,4 @@ def make_doc(ctx: SampleContext) -> Sample:
     else:
         answer = code[{"first": 0, "second": 1, "last": -1}[qtype]]
         refs = [answer]
-    return Sample(DOC_QUESTIONS[qtype], answer, refs, DocPage(code), {"code": code, "qtype": qtype})
+    return WorldSample(DOC_QUESTIONS[qtype], answer, refs, DocPage(code), {"code": code, "qtype": qtype})

@@ -29,7 +29,7 @@ class Renderable(Protocol):
 
 
 @dataclass
-class Sample:
+class WorldSample:
     """One generated example before it is written to disk.
 
     ``meta`` holds the ground truth the text was built from (scene, label, rule inputs); it stays in

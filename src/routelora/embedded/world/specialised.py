@@ -1,31 +1,31 @@
 """Generators of the specialised tasks (the ones LoRA experts learn): caption, entailment, meme, genre.
 
-Each generator maps a :class:`SampleContext` to a :class:`Sample`; labels are drawn with
+Each generator maps a :class:`SampleContext` to a :class:`WorldSample`; labels are drawn with
 ``ctx.balanced`` first and the content is then built to fit the label, so classes are balanced.
 """
 
 from __future__ import annotations
 
 from .language import ENTAILMENT_LABELS, caption, caption_references, hypothesis
-from .sampling import Sample, SampleContext
+from .sampling import SampleContext, WorldSample
 from .scenes import COLOURS, SHAPES, plural, sample_scene
 
 CAPTION_PROMPT = "Write a short caption for the image."
 
 
-def make_caption(ctx: SampleContext) -> Sample:
+def make_caption(ctx: SampleContext) -> WorldSample:
     """COCO analogue: 1-3 shapes -> canonical caption; the references add rule-made paraphrases."""
     scene = sample_scene(ctx.rng, 1, 3)
-    return Sample(CAPTION_PROMPT, caption(scene), caption_references(scene), scene, {"scene": scene})
+    return WorldSample(CAPTION_PROMPT, caption(scene), caption_references(scene), scene, {"scene": scene})
 
 
-def make_entailment(ctx: SampleContext) -> Sample:
+def make_entailment(ctx: SampleContext) -> WorldSample:
     """SNLI-VE analogue: does the image make the hypothesis true, false, or leave it open?"""
     label = ctx.balanced(ENTAILMENT_LABELS)
     scene = sample_scene(ctx.rng, 1, 3)
     hyp, template = hypothesis(scene, label, ctx.rng)
     question = f'Hypothesis: "{hyp}". Does the image entail it? Answer entailment, neutral or contradiction.'
-    return Sample(question, label, [label], scene, {"scene": scene, "hypothesis": hyp, "template": template})
+    return WorldSample(question, label, [label], scene, {"scene": scene, "hypothesis": hyp, "template": template})
 
 
 MEME_LABELS: tuple[str, ...] = ("yes", "no")
@@ -44,7 +44,7 @@ MEME_SHAPE_TEXTS = (
 )
 
 
-def make_meme(ctx: SampleContext) -> Sample:
+def make_meme(ctx: SampleContext) -> WorldSample:
     """Hateful Memes analogue: every meme text mocks a colour or a shape kind; hateful iff the image shows it.
 
     The label is drawn first and independently of the picture, then the mocked target is drawn from
@@ -62,7 +62,7 @@ def make_meme(ctx: SampleContext) -> Sample:
     text = template.format(target if kind == "colour" else plural(target))
     question = f'Meme text: "{text}". Is this meme hateful? Answer yes or no.'
     meta = {"scene": scene, "text": text, "target": target, "target_kind": kind, "template": template}
-    return Sample(question, label, [label], scene, meta)
+    return WorldSample(question, label, [label], scene, meta)
 
 
 GENRES: tuple[str, ...] = ("action", "comedy", "drama", "horror", "romance", "scifi")
@@ -82,7 +82,7 @@ PLOT_VERBS = ("finds", "meets", "remembers", "follows", "escapes")
 NEUTRAL_PHRASES = ("a stranger", "a letter", "a dog", "a river", "a key", "a city")
 
 
-def make_genre(ctx: SampleContext) -> Sample:
+def make_genre(ctx: SampleContext) -> WorldSample:
     """MM-IMDb analogue: poster (1-2 shapes) + plot -> the union of genres cued by poster colours and plot words.
 
     Answers list genres comma-separated in the fixed order of :data:`GENRES`; a sample with no cue at
@@ -108,4 +108,4 @@ def make_genre(ctx: SampleContext) -> Sample:
     question = f'Plot: "{plot}". Which genres fit this movie poster and plot?'
     answer = ", ".join(genres)
     meta = {"scene": scene, "plot": plot, "image_genres": image_genres, "text_genres": text_genres}
-    return Sample(question, answer, [answer], scene, meta)
+    return WorldSample(question, answer, [answer], scene, meta)

@@ -16,7 +16,7 @@ from .ablation import (
 from .basics import make_basics
 from .language import ENTAILMENT_LABELS
 from .retention import make_chart, make_doc, make_mcq
-from .sampling import Sample, SampleContext
+from .sampling import SampleContext, WorldSample
 from .specialised import GENRES, MEME_LABELS, make_caption, make_entailment, make_genre, make_meme
 
 KINDS = ("specialised", "retention", "ablation", "pretraining")
@@ -38,11 +38,11 @@ class TaskSpec:
     metric: str
     labels: tuple[str, ...] | None
     max_new_tokens: int
-    generate: Callable[[SampleContext], Sample]
+    generate: Callable[[SampleContext], WorldSample]
     has_train: bool = True
 
-    def sample(self, seed: int, split: str, index: int) -> Sample:
-        """Sample ``index`` of ``split``; the same arguments always give the same sample."""
+    def sample(self, seed: int, split: str, index: int) -> WorldSample:
+        """WorldSample ``index`` of ``split``; the same arguments always give the same sample."""
         return self.generate(SampleContext(seed, self.name, split, index))
 
 
@@ -156,6 +156,12 @@ _SPECS = (
 TASK_SPECS: dict[str, TaskSpec] = {s.name: s for s in _SPECS}
 #: Ordered task names with their kind (specialised | retention | ablation | pretraining).
 WORLD_TASKS: dict[str, str] = {s.name: s.kind for s in _SPECS}
+
+
+def tasks_of_kind(kind: str) -> tuple[str, ...]:
+    """The world's task names of one kind, in the world's order."""
+    return tuple(name for name, task_kind in WORLD_TASKS.items() if task_kind == kind)
+
 
 SizeSpec = float | tuple[int, int] | Mapping[str, tuple[int, int]] | None
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from routelora import io
 
-from .sampling import Sample
+from .sampling import WorldSample
 from .tasks import TASK_SPECS, SizeSpec, TaskSpec, check_tasks, resolve_sizes
 
 #: Changes whenever a generator's output changes, so cached worlds can be told apart.
@@ -70,7 +70,7 @@ class WorldManifest:
         return cls(root, info["seed"], info["image_size"], info["version"], tasks)
 
 
-def sample_record(task: str, split: str, index: int, sample: Sample) -> dict:
+def sample_record(task: str, split: str, index: int, sample: WorldSample) -> dict:
     """The JSONL record of one sample; the image key is present only for samples with an image."""
     record: dict = {"id": f"{task}-{split}-{index}"}
     human = sample.question
