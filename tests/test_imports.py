@@ -82,3 +82,17 @@ def test_no_folder_circles_and_the_core_stays_below_the_kit_and_the_cli():
     upward = sorted((a, b) for a, b in edges if a in CORE and b in ABOVE_THE_CORE)
     assert not upward, f"the core imports the kit, the CLI, a benchmark or an experiment: {upward}"
     assert {a for a, _ in edges} | {b for _, b in edges} <= CORE | ABOVE_THE_CORE, "a folder missing from the plan"
+
+
+def test_core_folders_import_only_earlier_floors():
+    """The order of the README's layout: each core folder imports only the ground floor and folders before it."""
+    ground = {"errors", "io", "nn", "_version", "_lazy", "environment"}
+    floors = ["metrics", "data", "models", "training", "experts", "gates", "routing", "evaluation", "methods"]
+    floors.append("reports")
+    edges = {(_part(a), _part(b)) for a, targets in _graph().items() for b in targets}
+    wrong = sorted(
+        (a, b)
+        for a, b in edges
+        if a in floors and b in floors and a != b and floors.index(b) > floors.index(a) or a in ground and b in floors
+    )
+    assert not wrong, f"a folder imports one on a later floor: {wrong}"
