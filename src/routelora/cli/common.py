@@ -45,11 +45,11 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 
 
 def add_router_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of routed inference, the same on every command that runs a routed model.
-
-    ``--router`` picks a named recipe; every other option, when given, overrides that recipe's value.
-    """
-    from routelora.routing.config import DECIDE_FROM, GRANULARITIES, PRESETS, VECTORS
+    """Options of routed inference, the same on every command that runs a routed model: ``--router`` picks a
+    preset, and every field of :class:`~routelora.routing.config.RouterConfig` is a flag that, when given,
+    overrides that preset's value."""
+    from routelora.cli.config_args import add_config_arguments
+    from routelora.routing.config import DECIDE_FROM, GRANULARITIES, PRESETS, VECTORS, RouterConfig
 
     parser.add_argument(
         "--router",
@@ -58,35 +58,17 @@ def add_router_arguments(parser: argparse.ArgumentParser) -> None:
         help="routelora: one decision per sequence by prototypes, base model as a candidate (default); "
         "paper: token-level top-1 by PHATGOOSE gates",
     )
-    parser.add_argument("--top-k", type=int, help="experts kept per token or sequence")
-    parser.add_argument("--granularity", choices=GRANULARITIES, help="route each token, or each sequence")
-    parser.add_argument("--decide-from", choices=DECIDE_FROM, help="where a sequence decision is made")
-    parser.add_argument("--vectors", choices=VECTORS, help="routing vectors")
-    parser.add_argument(
-        "--no-normalise", action="store_const", const=False, dest="normalise", help="score with raw v.u"
-    )
-    parser.add_argument("--fallback-threshold", type=float, help="below this best score, use the base model")
-    parser.add_argument(
-        "--base-candidates",
-        action=argparse.BooleanOptionalAction,
-        help="offer the base model as candidates (needs base prototypes in the library)",
-    )
+    choices = {"granularity": GRANULARITIES, "decide_from": DECIDE_FROM, "vectors": VECTORS}
+    add_config_arguments(parser, RouterConfig, skip=("trace",), choices=choices, defaults_from="--router")
 
 
 def router_config(args: argparse.Namespace):
-    """The RouterConfig the router options describe: the ``--router`` recipe with the given options applied."""
-    from dataclasses import asdict
-
+    """The RouterConfig the router options describe: the ``--router`` preset with the given options applied."""
+    from routelora.cli.config_args import config_from_arguments
     from routelora.errors import RouteloraError
     from routelora.routing.config import PRESETS, RouterConfig
 
-    fields = asdict(PRESETS[args.router])
-    options = ("top_k", "granularity", "decide_from", "vectors", "normalise", "fallback_threshold", "base_candidates")
-    for name in options:
-        value = getattr(args, name, None)
-        if value is not None:
-            fields[name] = value
     try:
-        return RouterConfig(**fields)
+        return config_from_arguments(args, RouterConfig, base=PRESETS[args.router])
     except ValueError as error:
         raise RouteloraError(f"router options: {error}") from None

@@ -8,6 +8,7 @@ dataclasses live in torch-free ``config.py`` modules for this reason.
 
 import argparse
 import ast
+import dataclasses
 import inspect
 import types
 import typing
@@ -18,7 +19,7 @@ SCALARS = (int, float, str)
 
 
 def field_docs(config: type) -> dict[str, str]:
-    """Each field's docstring (the string literal right after its annotation), first sentence only."""
+    """Each field's docstring (the string literal right after its annotation), on one line."""
     tree = ast.parse(inspect.getsource(config))
     body = tree.body[0].body
     docs = {}
@@ -26,7 +27,7 @@ def field_docs(config: type) -> dict[str, str]:
         is_doc = isinstance(following, ast.Expr) and isinstance(getattr(following, "value", None), ast.Constant)
         if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name) and is_doc:
             text = " ".join(str(following.value.value).split())
-            docs[statement.target.id] = text.split(". ")[0].rstrip(".")
+            docs[statement.target.id] = text.rstrip(".").replace("``", "")
     return docs
 
 
@@ -41,9 +42,16 @@ def _scalar(annotation: Any) -> type:
     raise TypeError(f"no command-line flag for a field of type {annotation!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config: type, skip: tuple[str, ...] = ()) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config: type,
+    skip: tuple[str, ...] = (),
+    choices: dict[str, tuple] | None = None,
+    defaults_from: str = "",
+) -> None:
     """Register ``--field-name`` for every field of the dataclass ``config`` (but ``skip``), with no argparse
-    default: a flag left out keeps the dataclass's own default (shown in the help)."""
+    default: a flag left out keeps the dataclass's own default (shown in the help), or the value of the preset
+    named by ``defaults_from`` (an option given beside it). ``choices`` limits string fields to named values."""
     assert is_dataclass(config)
     docs = field_docs(config)
     hints = typing.get_type_hints(config)
@@ -52,15 +60,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type, skip: tu
             continue
         kind = _scalar(hints[field.name])
         default = field.default if field.default is not MISSING else "required"
-        text = f"{docs.get(field.name, field.name)} (default: {default})"
+        source = f"default: from {defaults_from}" if defaults_from else f"default: {default}"
+        text = f"{docs.get(field.name, field.name)} ({source})"
         flag = "--" + field.name.replace("_", "-")
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, help=text, metavar=kind.__name__.upper())
+            allowed = (choices or {}).get(field.name)
+            metavar = "|".join(allowed) if allowed else kind.__name__.upper()
+            parser.add_argument(flag, dest=field.name, type=kind, choices=allowed, help=text, metavar=metavar)
 
 
-def config_from_arguments(args: argparse.Namespace, config: type, **overrides: Any):
-    """The dataclass ``config`` built from the flags given (and ``overrides``); the rest keep their defaults."""
+def config_from_arguments(args: argparse.Namespace, config: type, base: Any = None):
+    """The dataclass ``config`` built from the flags given; the rest keep their defaults, or ``base``'s values
+    (an instance of ``config``, such as a preset)."""
     given = {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name, None) is not None}
-    return config(**{**given, **overrides})
+    return dataclasses.replace(base, **given) if base is not None else config(**given)

@@ -218,7 +218,7 @@ class ExpertLibrary:
                 ", ".join(sorted(str(f) for f in others - {fingerprint})),
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.tmp-"))
+        temporary = io.staging_directory(self.root / name)
         try:
             write(temporary)
             load_expert(temporary)  # what lands in the library must read back
