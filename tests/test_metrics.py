@@ -346,6 +346,11 @@ def test_registry_says_which_metrics_take_labels() -> None:
     for name, spec in METRICS.items():
         accepts = "labels" in inspect.signature(spec.function).parameters
         assert accepts == (spec.labels is not None), name
+    for name in ("relaxed_accuracy", "anls", "multiple_choice", "accuracy", "number_match"):
+        parameters = set(inspect.signature(METRICS[name].function).parameters) - {"predictions", "references"}
+        assert parameters - {"labels"} == set(METRICS[name].options), name
+    with pytest.raises(ValueError, match="takes no option tolerence; its options: tolerance"):
+        compute_metric("relaxed_accuracy", ["1"], [["1"]], tolerence=0.1)
 
 
 @pytest.mark.parametrize(

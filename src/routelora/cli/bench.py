@@ -13,24 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from routelora.cli.common import given_options
+from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
 if TYPE_CHECKING:
-    from routelora.bench.routing import RoutingBenchConfig
-
-# the options that set a field of RoutingBenchConfig (the rest keep the dataclass's default)
-BENCH_OPTIONS = ("sizes", "tokens", "rank", "experts", "top_k", "repeats", "warmup", "threads")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """``"1,2,4"`` -> ``(1, 2, 4)``, as an argparse type so a typo is a usage error."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
+    from routelora.bench.config import RoutingBenchConfig
 
 
 def _environment() -> dict[str, Any]:
@@ -82,9 +68,9 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
 
 
 def _run_routing(args: argparse.Namespace) -> None:
-    from routelora.bench.routing import RoutingBenchConfig
+    from routelora.bench.config import RoutingBenchConfig
 
-    config = RoutingBenchConfig(**given_options(args, BENCH_OPTIONS))
+    config = config_from_arguments(args, RoutingBenchConfig)
     print(bench_routing(config, markdown=args.markdown, json_path=args.json))
     if args.json is not None:
         print(f"wrote {args.json}")
@@ -93,8 +79,7 @@ def _run_routing(args: argparse.Namespace) -> None:
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the CLI.
 
-    The options have no argparse default: a left-out option keeps RoutingBenchConfig's default, read when the
-    command runs (importing ``routelora.bench.routing`` imports torch).
+    Its measurement flags are the fields of RoutingBenchConfig (:mod:`routelora.cli.config_args`).
     """
     parser = subcommands.add_parser("bench", help="measure speed and memory (prints figures, asserts none)")
     benches = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
@@ -105,14 +90,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
         "routed layer's memory per expert.",
     )
-    routing.add_argument("--sizes", type=_int_list, metavar="D,...", help="layer sizes d (d_in = d_out)")
-    routing.add_argument("--tokens", type=int, help="tokens per forward")
-    routing.add_argument("--rank", type=int, help="LoRA rank of every expert")
-    routing.add_argument("--experts", type=_int_list, metavar="N,...", help="numbers of experts")
-    routing.add_argument("--top-k", type=_int_list, metavar="K,...", help="experts kept per token")
-    routing.add_argument("--repeats", type=int, help="timed calls per peer (median)")
-    routing.add_argument("--warmup", type=int, help="untimed calls per peer first")
-    routing.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    from routelora.bench.config import RoutingBenchConfig
+
+    add_config_arguments(routing, RoutingBenchConfig)
     routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     routing.add_argument("--markdown", action="store_true", help="print the table as Markdown, for the README")
     routing.set_defaults(run=_run_routing)

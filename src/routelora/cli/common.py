@@ -1,7 +1,6 @@
 """Argument groups shared by several commands, and printing helpers."""
 
 import argparse
-from collections.abc import Iterable
 from typing import Any
 
 
@@ -26,15 +25,6 @@ def model_load_options(args: argparse.Namespace) -> dict[str, Any]:
     """
     names = ("trust_remote_code", "language_model", "target_pattern", "dtype", "device")
     return {name: getattr(args, name) for name in names}
-
-
-def given_options(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
-    """The options among ``names`` given on the command line, to build a settings dataclass from.
-
-    Options that set a dataclass field are registered with no default (None): the dataclass's own default applies
-    to the ones left out, so it is written once, in the dataclass, and registering the option imports nothing.
-    """
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def print_table(rows: list[tuple[str, str]]) -> None:

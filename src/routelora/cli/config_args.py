@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
@@ -31,10 +32,31 @@ def field_docs(config: type) -> dict[str, str]:
     return docs
 
 
-def _scalar(annotation: Any) -> type:
-    """``int``, ``float | None`` and the like -> the scalar type; anything else is not a flag."""
+def comma_separated(kind: type) -> Callable[[str], tuple]:
+    """An argparse type for ``tuple[kind, ...]`` fields: ``"1,2,4"`` -> ``(1, 2, 4)``; a typo is a usage error."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {kind.__name__}")
+        return values
+
+    parse.__name__ = f"{kind.__name__}_list"
+    return parse
+
+
+def _scalar(annotation: Any) -> type | Callable[[str], tuple]:
+    """``int``, ``float | None``, ``tuple[int, ...]`` and the like -> the flag's type; anything else is not a flag."""
     if annotation in (*SCALARS, bool):
         return annotation
+    arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+        return comma_separated(arguments[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         kinds = [kind for kind in typing.get_args(annotation) if kind is not type(None)]
         if len(kinds) == 1 and kinds[0] in SCALARS:
@@ -67,7 +89,7 @@ def add_config_arguments(
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
         else:
             allowed = (choices or {}).get(field.name)
-            metavar = "|".join(allowed) if allowed else kind.__name__.upper()
+            metavar = "|".join(allowed) if allowed else kind.__name__.upper().replace("_LIST", ",...")
             parser.add_argument(flag, dest=field.name, type=kind, choices=allowed, help=text, metavar=metavar)
 
 

@@ -40,17 +40,23 @@ class MetricSpec:
     labels: str | None = None
     """What a task's ``labels`` field means to this metric (None: the metric takes no labels, and a task file
     that sets them is refused)."""
+    options: tuple[str, ...] = ()
+    """Keyword options the metric takes besides ``labels`` (``compute_metric`` refuses any other)."""
     maximum: float = 1.0
     """Highest attainable score."""
 
 
 METRICS: dict[str, MetricSpec] = {
-    "cider": MetricSpec(_cider, maximum=CIDER_MAXIMUM),
-    "accuracy": MetricSpec(accuracy, labels="the label set; each prediction is mapped onto one label"),
+    "cider": MetricSpec(_cider, options=("tokenizer", "meteor"), maximum=CIDER_MAXIMUM),
+    "accuracy": MetricSpec(
+        accuracy, labels="the label set; each prediction is mapped onto one label", options=("strip_articles",)
+    ),
     "multilabel_precision": MetricSpec(multilabel_precision, labels="the label set; other predicted labels drop"),
-    "relaxed_accuracy": MetricSpec(relaxed_accuracy),
-    "anls": MetricSpec(anls),
-    "multiple_choice": MetricSpec(multiple_choice, labels="the allowed option letters, e.g. [A, B, C, D]"),
+    "relaxed_accuracy": MetricSpec(relaxed_accuracy, options=("tolerance",)),
+    "anls": MetricSpec(anls, options=("threshold",)),
+    "multiple_choice": MetricSpec(
+        multiple_choice, labels="the allowed option letters, e.g. [A, B, C, D]", options=("options",)
+    ),
     "number_match": MetricSpec(number_match),
 }
 """Every metric a task can name, by name: the one registry that task files are validated against."""
@@ -76,6 +82,10 @@ def compute_metric(
     """
     _check_name(name)
     validate_inputs(predictions, references)
+    unknown = sorted(set(options) - set(METRICS[name].options))
+    if unknown:
+        accepted = ", ".join(METRICS[name].options) or "none"
+        raise ValueError(f"metric {name!r} takes no option {', '.join(unknown)}; its options: {accepted}")
     if labels is not None and METRICS[name].labels is not None:
         options["labels"] = labels
     return METRICS[name].function(predictions, references, **options)
