@@ -17,7 +17,11 @@ quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
 "$PYTHON" -m venv "$env"
 quiet "$env/bin/python" -m pip install -q --upgrade pip
 echo "$TORCH_SPEC" > "$env/torch-constraint.txt"
-quiet "$env/bin/python" -m pip install -q -c "$env/torch-constraint.txt" --upgrade --upgrade-strategy eager ".[test]"
+# Built from a clean copy of the tracked and unignored files: setuptools would reuse a stale build/ folder here.
+mkdir "$env/project"
+git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$env/project"
+quiet "$env/bin/python" -m pip install -q -c "$env/torch-constraint.txt" --upgrade --upgrade-strategy eager \
+    "$env/project[test]"
 "$env/bin/python" -m pip check
 echo "check-latest $(date -u +%Y-%m-%d): versions that differ from requirements/lock.txt:"
 "$env/bin/python" - <<'PY'
