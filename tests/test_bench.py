@@ -7,9 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from routelora.bench.config import BenchConfigError, RoutingBenchConfig
 from routelora.bench.routing import (
-    BenchConfigError,
-    RoutingBenchConfig,
     build_arrow_layer,
     make_experts,
     markdown_table,

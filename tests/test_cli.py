@@ -156,3 +156,11 @@ def test_training_flags_are_the_config_fields():
             built = config_from_arguments(args, config)
             assert getattr(built, field.name) == type(getattr(built, field.name))(value), (config, field.name)
         assert config_from_arguments(parser.parse_args(command), config) == config(), "left out: the defaults"
+
+
+def test_a_bad_training_setting_is_one_line_naming_the_flag(tmp_path, capsys):
+    (tmp_path / "t.yaml").write_text("name: t\nmetric: anls\ndata: {test: t.jsonl}\n")
+    command = ["gate", "train", "--base", "M", "--expert", "E", "--task", str(tmp_path / "t.yaml")]
+    assert main([*command, "--prototype-samples", "-5"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert "--prototype-samples" in err and "prototype_samples" in err and "\n" not in err

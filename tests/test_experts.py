@@ -54,6 +54,22 @@ def test_expert_directory_has_peft_files_and_metadata(setup):
     assert all(torch.count_nonzero(b) > 0 for b in expert.lora_B.values()), "training moved every B"
 
 
+def test_a_trained_expert_is_the_adapter_peft_would_save(setup, tmp_path):
+    """Written once from memory, the expert's adapter files are what PeftModel.save_pretrained writes: the same
+    adapter_config.json and tensors (so PEFT, and AutoPeftModel, load it as their own)."""
+    from safetensors.torch import load_file
+
+    _, model, _, tasks = setup
+    _, directory = tasks["colour"]
+    peft_model = PeftModel.from_pretrained(model, directory)
+    peft_model.save_pretrained(tmp_path / "by-peft")
+    peft_model.unload()
+    ours, theirs = (json.loads((d / "adapter_config.json").read_text()) for d in (directory, tmp_path / "by-peft"))
+    assert ours == theirs and ours["inference_mode"] is True and "auto_mapping" in ours
+    ours, theirs = (load_file(d / "adapter_model.safetensors") for d in (directory, tmp_path / "by-peft"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_one_expert_k1_routed_logits_equal_peft(setup):
     _, model, processor, tasks = setup
     task, directory = tasks["colour"]

@@ -56,6 +56,8 @@ def test_registry_and_protocol():
     assert {"routelora", "paper"} <= set(METHODS)
     assert isinstance(METHODS["paper"](), Method) and isinstance(Averaging(), Method)
     assert METHODS["paper"]().router.granularity == "token"
+    with pytest.raises(ValueError, match="general data"):
+        METHODS["routelora"]()  # base candidates need general data, or they could never be offered
 
 
 def test_a_merging_method_is_one_class_and_its_model_is_the_mean_update(world):
@@ -93,3 +95,11 @@ def test_routing_is_a_method_and_reports_its_routing(world):
     reports = suite.routing["routelora"]
     assert {name: report.own_expert for name, report in reports.items()} == {"colour": "colour", "shape": "shape"}
     assert all(report.mean_share("text") == 1.0 for report in reports.values()), "each prompt to its own expert"
+
+
+def test_the_runner_refuses_two_tasks_of_one_name(world):
+    from routelora.errors import RouteloraError
+
+    model, processor, tasks = world
+    with pytest.raises(RouteloraError, match="colour is given more than once"):
+        score_conditions(model, processor, [base_condition()], [tasks[0], tasks[0]])

@@ -99,8 +99,14 @@ def publish_directory(temporary: Path, destination: Path, overwrite: bool) -> No
         return
     if not overwrite:
         raise FileExistsError(destination)
-    # Two renames, so that at every moment either the old or the new complete directory is in place.
+    # Two renames: between them the destination is briefly absent (a reader sees no directory, never half of
+    # one), and the old copy is put back if the second rename fails.
     old = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.old-"))
     os.replace(destination, old / destination.name)
-    os.rename(temporary, destination)
-    shutil.rmtree(old)
+    try:
+        os.rename(temporary, destination)
+    except BaseException:
+        os.rename(old / destination.name, destination)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from routelora.bench.config import BenchConfigError, RoutingBenchConfig  # noqa: F401
+from routelora.bench.config import BenchConfigError, RoutingBenchConfig
 from routelora.bench.timing import NOISY_SPREAD, spread, time_samples
 from routelora.nn import standardise
 from routelora.routing.config import RouterConfig

@@ -60,5 +60,5 @@ def router_config(args: argparse.Namespace):
 
     try:
         return config_from_arguments(args, RouterConfig, base=PRESETS[args.router])
-    except ValueError as error:
-        raise RouteloraError(f"router options: {error}") from None
+    except RouteloraError as error:
+        raise RouteloraError(f"router {error}") from None

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
+from routelora.errors import RouteloraError
+
 SCALARS = (int, float, str)
 
 
@@ -83,7 +85,7 @@ def add_config_arguments(
         kind = _scalar(hints[field.name])
         default = field.default if field.default is not MISSING else "required"
         source = f"default: from {defaults_from}" if defaults_from else f"default: {default}"
-        text = f"{docs.get(field.name, field.name)} ({source})"
+        text = f"{docs.get(field.name, field.name)} ({source})".replace("%", "%%")  # argparse formats help with %
         flag = "--" + field.name.replace("_", "-")
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
@@ -97,4 +99,8 @@ def config_from_arguments(args: argparse.Namespace, config: type, base: Any = No
     """The dataclass ``config`` built from the flags given; the rest keep their defaults, or ``base``'s values
     (an instance of ``config``, such as a preset)."""
     given = {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(base, **given) if base is not None else config(**given)
+    try:
+        return dataclasses.replace(base, **given) if base is not None else config(**given)
+    except ValueError as error:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given) or "the defaults"
+        raise RouteloraError(f"options ({flags}): {error}") from None

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from routelora.data.task import TaskConfig
+from routelora.errors import RouteloraError
 from routelora.evaluation.evaluate import EvalResult, evaluate_task
 from routelora.evaluation.routing_report import RoutingReport, routing_report
 from routelora.experts.expert import Expert
@@ -121,6 +122,10 @@ def score_conditions(
     labelled with the task. A routed condition's routing is recorded per task and summarised against the task's
     own expert (the expert whose task it is; the base model for a task with no expert).
     """
+    names = [task.name for task in tasks]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RouteloraError(f"tasks must have distinct names; {', '.join(repeated)} is given more than once")
     suite = SuiteResult()
     for condition in conditions:
         chosen = [task for task in tasks if condition.applies_to(task)]

@@ -40,6 +40,10 @@ class ExpertTrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.epochs is None and (self.steps is None or self.steps < 1):
             raise ValueError("give steps (positive) or epochs")
+        if self.batch_size < 1 or self.grad_accumulation < 1 or self.max_length < 1 or self.weight_decay < 0:
+            raise ValueError("batch_size, grad_accumulation and max_length must be positive, weight_decay >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
 

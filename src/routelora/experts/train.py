@@ -1,5 +1,8 @@
 """Stage 1: train one LoRA expert on one task's data, on the language model's adapter targets only (PEFT)."""
 
+import copy
+import json
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -58,7 +61,7 @@ def train_expert(
         result = train(peft_model, trainable, batches, schedule, progress=f"expert {task.name}" if progress else False)
         # the adapter's tensors under the keys PEFT's save_pretrained would write, copied before unloading
         tensors = {key: value.detach().cpu().clone() for key, value in get_peft_model_state_dict(peft_model).items()}
-        adapter_config = _json_ready(peft_model.peft_config["default"].to_dict())
+        adapter_config = _adapter_config(peft_model)
     finally:
         peft_model.unload()  # take the LoRA layers out again; the base weights were never changed
     lora_A, lora_B = split_lora_tensors(tensors, Path(f"<expert {task.name}>"))
@@ -80,6 +83,17 @@ def train_expert(
     return expert, result
 
 
-def _json_ready(config: dict) -> dict:
-    """PEFT's config dict as its ``save_pretrained`` writes it: sets become (sorted) lists."""
-    return {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}
+def _adapter_config(peft_model) -> dict:
+    """``adapter_config.json`` as ``PeftModel.save_pretrained`` writes it (inference mode on, the base model's
+    class for ``AutoPeftModel``), by PEFT's own ``PeftConfig.save_pretrained`` into a temporary folder."""
+    config = copy.deepcopy(peft_model.peft_config["default"])
+    config.inference_mode = True
+    base = peft_model.get_base_model()
+    if config.base_model_name_or_path is None:
+        config.base_model_name_or_path = base.__dict__.get("name_or_path") or None
+    mapping = None
+    if config.task_type is None:
+        mapping = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
+    with tempfile.TemporaryDirectory(prefix="routelora-adapter-config-") as folder:
+        config.save_pretrained(folder, auto_mapping_dict=mapping)
+        return json.loads((Path(folder) / "adapter_config.json").read_text())

@@ -25,5 +25,7 @@ class GateTrainConfig:
     """Seed of batch sampling."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size and lr must be positive")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 1:
+            raise ValueError("steps, batch_size, lr and max_length must be positive")
+        if self.prototype_samples < 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("prototype_samples and weight_decay must be >= 0, warmup_ratio in [0, 1)")

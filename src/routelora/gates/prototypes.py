@@ -71,6 +71,22 @@ def compute_prototypes(
     return {name: (total / max(count, 1)).cpu() for name, total in sums.items()}
 
 
+def general_prototypes(
+    model: nn.Module, processor, tasks: Sequence[TaskConfig], samples: int = 256, progress: bool = True
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The base model's prototypes of each general-skill task (skill name -> prototypes), from up to ``samples``
+    prompts of its train split (else its test split). The data is general data of the base model, never a
+    continual-learning task's."""
+    targets = get_layout(model).targets
+    found = {}
+    for task in tasks:
+        split = "train" if task.data.train is not None else "test"
+        data = load_split(task, split, limit=samples).samples
+        shown = f"prototypes {task.name}" if progress else False
+        found[task.name] = compute_prototypes(model, processor, data, targets, progress=shown)
+    return found
+
+
 def store_base_prototypes(
     library_root: str | Path,
     model: nn.Module,
@@ -79,18 +95,9 @@ def store_base_prototypes(
     samples: int = 256,
     skip_existing: bool = False,
 ) -> list[Path]:
-    """Compute the base model's prototypes of each general-skill task and store them in a library.
-
-    The data is general data of the base model (its train split, else its test split), never a continual-learning
-    task's. ``skip_existing`` keeps a skill already stored. Returns the files written.
-    """
-    targets = get_layout(model).targets
-    written = []
-    for task in tasks:
-        if skip_existing and base_prototypes_path(library_root, task.name).is_file():
-            continue
-        split = "train" if task.data.train is not None else "test"
-        data = load_split(task, split, limit=samples).samples
-        prototypes = compute_prototypes(model, processor, data, targets, progress=f"prototypes {task.name}")
-        written.append(save_base_prototypes(library_root, task.name, prototypes))
-    return written
+    """Compute :func:`general_prototypes` and store each skill's in a library; ``skip_existing`` keeps a skill
+    already stored. Returns the files written."""
+    if skip_existing:
+        tasks = [task for task in tasks if not base_prototypes_path(library_root, task.name).is_file()]
+    found = general_prototypes(model, processor, tasks, samples)
+    return [save_base_prototypes(library_root, skill, prototypes) for skill, prototypes in found.items()]

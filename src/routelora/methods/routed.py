@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from routelora.data.samples import load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.gates.prototypes import compute_prototypes
+from routelora.gates.prototypes import general_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
-from routelora.models.layout import get_layout
 from routelora.routing.config import RouterConfig
 from routelora.routing.model import RoutedModel, attach_router
 
@@ -45,14 +43,17 @@ class RoutedMethod:
     """General-data tasks of the base model whose prototypes are its candidates (needed with base candidates)."""
     general_samples: int = 256
 
+    def __post_init__(self) -> None:
+        if self.router.base_candidates and not self.general:
+            raise ValueError(
+                "a router with base candidates needs the base model's general data: pass general=[task, ...] "
+                "(tasks of general skills, such as the retention benchmarks), or route with base_candidates=False"
+            )
+
     def learn(self, model: nn.Module, processor, task: TaskConfig, state: RoutedState | None) -> RoutedState:
         state = state or RoutedState()
         if self.router.base_candidates and not state.base_prototypes:
-            targets = get_layout(model).targets
-            for skill in self.general:
-                data = load_split(skill, "train" if skill.data.train else "test", limit=self.general_samples)
-                prototypes = compute_prototypes(model, processor, data.samples, targets, progress=False)
-                state.base_prototypes[skill.name] = prototypes
+            state.base_prototypes = general_prototypes(model, processor, self.general, self.general_samples, False)
         expert, _ = train_expert(model, processor, task, self.expert, progress=False)
         expert, _ = train_gates(model, processor, expert, task, self.gates, progress=False)
         return RoutedState([*state.experts, expert], state.base_prototypes)

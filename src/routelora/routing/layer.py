@@ -181,12 +181,13 @@ class RoutedLinear(nn.Module):
 
         1. Shared sequence decision (the default router): each sequence's experts were chosen once, before the
            first layer, from its prompt's input embeddings (``context.shared``); only they are computed
-           (:meth:`_sequence_update`).
+           (:meth:`_per_sequence_update`).
         2. Per-layer sequence decision (``decide_from="each_layer"``): score every token against the gate keys,
            pool the scores over the prompt's text tokens at prefill, keep the choice for the decoding steps
            (:meth:`_sequence_weights`), then as in 1.
         3. Token level (the paper): every token keeps its own top-k candidates and mixes the stacked experts'
-           updates by their weights (:meth:`_token_level`).
+           updates by their weights (:meth:`_token_level`). Sequence-level settings fall back to this for an
+           input that is not (batch, seq, d_in), or in a layer without a routing context.
         """
         result = self.base(x)  # (..., d_out)
         sequence = self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None

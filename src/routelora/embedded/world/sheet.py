@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from routelora import io
+
 PANEL_W = 240
 LABEL_W = 120
 IMAGE_PX = 144
@@ -76,6 +78,4 @@ def contact_sheet(world_dir: str | Path, out_png: str | Path, per_task: int = 4)
                 draw.text((x, y + IMAGE_PX + PAD + k * LINE_H), line, fill="black", font=font)
         draw.line((0, y + height - PAD // 2, width, y + height - PAD // 2), fill=(200, 200, 200))
         y += height
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
-    return out_png
+    return io.write_with(out_png, lambda path: sheet.save(path, format="PNG"))
