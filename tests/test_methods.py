@@ -45,11 +45,8 @@ class Averaging:
         lora_A = {t: torch.cat([e.lora_A[t] for e in state]) for t in state[0].targets}
         lora_B = {t: torch.cat([e.lora_B[t] * e.scaling[t] / n for e in state], dim=1) for t in state[0].targets}
         merged = Expert("averaging", None, lora_A, lora_B, dict.fromkeys(lora_A, 1.0), metadata=state[0].metadata)
-        handle = attach_router(model, [merged], ONE_EXPERT)
-        try:
+        with attach_router(model, [merged], ONE_EXPERT):
             yield None
-        finally:
-            handle.detach()
 
 
 def test_registry_and_protocol():

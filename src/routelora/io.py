@@ -38,8 +38,9 @@ def write_json(path: str | Path, value, indent: int = 2) -> Path:
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
-    """Atomically write ``tensors`` (each made a contiguous CPU copy: safetensors refuses shared storage)."""
-    owned = {name: tensor.detach().to("cpu").contiguous() for name, tensor in tensors.items()}
+    """Atomically write ``tensors``, each as a contiguous CPU copy of its own: safetensors refuses tensors that
+    share storage (views of one stacked parameter)."""
+    owned = {name: t.detach().to("cpu").clone(memory_format=torch.contiguous_format) for name, t in tensors.items()}
     return atomic_write(path, save(owned, metadata=metadata))
 
 

@@ -9,6 +9,7 @@ dataclasses live in torch-free ``config.py`` modules for this reason.
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import types
 import typing
@@ -21,6 +22,7 @@ from routelora.errors import RouteloraError
 SCALARS = (int, float, str)
 
 
+@functools.cache
 def field_docs(config: type) -> dict[str, str]:
     """Each field's docstring (the string literal right after its annotation), on one line."""
     tree = ast.parse(inspect.getsource(config))

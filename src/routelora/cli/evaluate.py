@@ -56,7 +56,6 @@ def evaluate(
     """
     from routelora import io
     from routelora.data.task import load_task
-    from routelora.evaluation.routing_report import layer_shares
     from routelora.evaluation.suite import (
         base_condition,
         expert_condition,
@@ -65,8 +64,9 @@ def evaluate(
         score_conditions,
     )
     from routelora.experts import ExpertLibrary
+    from routelora.experts.library import load_base_prototypes
     from routelora.models import load_vlm
-    from routelora.reports.plots import routing_heatmap
+    from routelora.reports.plots import routing_heatmaps
 
     configs = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
     if expert is not None and library is None:
@@ -76,14 +76,13 @@ def evaluate(
         raise RouteloraError(f"no expert {expert!r} in {library}; it has {', '.join(lib.names()) or 'none'}")
     vlm, processor = load_vlm(model, **load_options)
     if lib is None:
-        condition = base_condition("model")
+        conditions = [base_condition("model")]
     elif expert is not None:
-        condition = expert_condition("model", lib.load([expert])[0])
+        conditions = [expert_condition("model", lib.load([expert])[0])]
     else:
-        condition = routed_condition("model", lib, router or RouterConfig())
-    conditions = [condition]
-    if report and lib is not None and expert is None:
-        conditions += oracle_conditions(lib.load())
+        experts = lib.load()
+        conditions = [routed_condition("model", experts, router or RouterConfig(), load_base_prototypes(library))]
+        conditions += oracle_conditions(experts) if report else []
     options = dict(split=split, limit=limit, batch_size=batch_size, skip_bad=skip_bad)
     suite = score_conditions(vlm, processor, conditions, configs, **options)
     results = [suite.results["model"][task.name] for task in configs]
@@ -92,9 +91,8 @@ def evaluate(
         task = task_report.task
         task_report.routed_score = suite.score("model", task)
         task_report.oracle_score = suite.score("oracle", task) if task_report.own_expert else None
-        if heatmap_dir is not None:
-            counts, png = suite.counts["model"][task], Path(heatmap_dir) / f"routing-{task}.png"
-            routing_heatmap(layer_shares(counts), list(counts), suite.columns["model"], f"routing on {task}", png)
+    if heatmap_dir is not None and reports:
+        routing_heatmaps(suite, "model", heatmap_dir)
     if out is not None:
         payload = {"model": str(model), "split": split, "library": str(library) if library else None}
         payload["results"] = [vars(r) for r in results]

@@ -6,7 +6,7 @@ the routing ablation all run their comparisons through :func:`score_conditions`;
 the result.
 """
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,18 +57,22 @@ def oracle_conditions(experts: Sequence[Expert], label: str = "oracle") -> list[
     return [expert_condition(label, expert, {expert.metadata.get("task", expert.name)}) for expert in experts]
 
 
-def routed_condition(label: str, library: ExpertLibrary | str | Path, config: RouterConfig) -> Condition:
-    """Routed over every expert of ``library`` (with its base prototypes) under ``config``."""
-    return Condition(label, lambda model: _attached(model, library, config))
+def routed_condition(
+    label: str,
+    experts: Sequence[Expert] | ExpertLibrary | str | Path,
+    config: RouterConfig,
+    base_prototypes: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Condition:
+    """Routed over ``experts`` under ``config``. Given a library, its experts and base prototypes are read each
+    time the condition is prepared; to compare several routers over one library, load it once and pass the
+    experts and ``load_base_prototypes(library)``."""
+    return Condition(label, lambda model: _attached(model, experts, config, base_prototypes))
 
 
 @contextmanager
-def _attached(model: nn.Module, experts, config: RouterConfig, report: bool = True) -> Iterator[RoutedModel | None]:
-    handle = attach_router(model, experts, config)
-    try:
+def _attached(model: nn.Module, experts, config: RouterConfig, base_prototypes=None, report: bool = True):
+    with attach_router(model, experts, config, base_prototypes=base_prototypes) as handle:
         yield handle if report else None
-    finally:
-        handle.detach()
 
 
 @dataclass

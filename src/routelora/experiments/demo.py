@@ -16,14 +16,14 @@ from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
 from routelora.environment import package_versions
-from routelora.evaluation.routing_report import layer_shares
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experts import ExpertLibrary
+from routelora.experts.library import load_base_prototypes
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import store_base_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import load_vlm
-from routelora.reports.plots import routing_heatmap
+from routelora.reports.plots import routing_heatmaps
 from routelora.reports.tables import comparison_markdown
 from routelora.routing.config import PAPER_ROUTER, RouterConfig
 
@@ -63,16 +63,14 @@ def evaluate_all(base: Path, world: Path, library: Path, out: Path, router: Rout
     routing heatmap per routed condition and task into ``out``.
     """
     model, processor = load_vlm(base)
-    lib = ExpertLibrary(library)
+    experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
-    conditions = [base_condition(), *oracle_conditions(lib.load())]
-    conditions += [routed_condition("routed", lib, router), routed_condition("paper", lib, PAPER_ROUTER)]
+    conditions = [base_condition(), *oracle_conditions(experts)]
+    conditions += [routed_condition("routed", experts, router, base_prototypes)]
+    conditions += [routed_condition("paper", experts, PAPER_ROUTER, base_prototypes)]
     suite = score_conditions(model, processor, conditions, tasks, limit=limit)
     for label in ROUTED:
-        for task in tasks:
-            counts = suite.counts[label][task.name]
-            title, png = f"{label} routing on {task.name}", out / f"{label}-routing-{task.name}.png"
-            routing_heatmap(layer_shares(counts), list(counts), suite.columns[label], title, png)
+        routing_heatmaps(suite, label, out, prefix=f"{label}-", title=f"{label} routing on {{task}}")
     return suite
 
 

@@ -19,6 +19,7 @@ from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experts import ExpertLibrary
+from routelora.experts.library import load_base_prototypes
 from routelora.models import load_vlm
 from routelora.models.layout import image_token_id, text_token_mask
 from routelora.reports.tables import router_markdown
@@ -47,11 +48,10 @@ ROUTERS = {
 def run_ablation(base: Path, world: Path, library: Path, routers: dict[str, RouterConfig], limit: int | None):
     """Scores of the base, of each task's own expert alone and of every router; routing shares per router."""
     model, processor = load_vlm(base)
-    lib = ExpertLibrary(library)
+    experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
-    experts = [expert for expert in lib.load() if expert.name in SPECIALISED]
-    conditions = [base_condition(), *oracle_conditions(experts)]
-    conditions += [routed_condition(label, lib, config) for label, config in routers.items()]
+    conditions = [base_condition(), *oracle_conditions([e for e in experts if e.name in SPECIALISED])]
+    conditions += [routed_condition(label, experts, config, base_prototypes) for label, config in routers.items()]
     suite = score_conditions(model, processor, conditions, tasks, limit=limit, progress=_bar)
     scores = {
         label: {task: result.score for task, result in results.items()} for label, results in suite.results.items()

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
 
 from routelora import io
 from routelora._version import __version__
@@ -182,13 +181,8 @@ def write_expert_json(directory: str | Path, metadata: dict) -> None:
     io.write_json(Path(directory) / EXPERT_JSON, metadata)
 
 
-def _owned(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    # A contiguous CPU copy: safetensors refuses tensors that share storage (views of one stacked parameter).
-    return tensor.detach().to("cpu", dtype).clone(memory_format=torch.contiguous_format)
-
-
-def _gate_tensors(gates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: _owned(gate, torch.float32) for name, gate in gates.items()}
+def _float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().float() for name, tensor in tensors.items()}
 
 
 def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_training: dict | None) -> None:
@@ -200,29 +194,29 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
     expert_dir = Path(expert_dir)
     _, lora_A, _ = read_adapter(expert_dir)
     metadata = io.read_json(expert_dir / EXPERT_JSON, ExpertFormatError)
-    tensors = _gate_tensors(gates)
+    tensors = _float32(gates)
     check_gates(tensors, lora_A, "gates")
-    io.atomic_write(expert_dir / GATES, save(tensors))
+    io.write_safetensors(expert_dir / GATES, tensors)
     metadata["gate_training"] = gate_training
     write_expert_json(expert_dir, metadata)
 
 
 def save_routing(expert_dir: str | Path, expert: Expert) -> None:
     """Write ``expert``'s gates, prototypes and ``expert.json`` into its existing directory, each atomically; the
-    adapter files there are left untouched (they must hold the same adapter)."""
-    expert_dir = Path(expert_dir)
-    _, lora_A, _ = read_adapter(expert_dir)
+    adapter files there are left untouched (the gates are checked against them)."""
+    _, lora_A, _ = read_adapter(Path(expert_dir))
+    _write_routing_files(expert, Path(expert_dir), lora_A)
+
+
+def _write_routing_files(expert: Expert, directory: Path, lora_A: dict[str, torch.Tensor]) -> None:
+    """Gates (checked against ``lora_A``), prototypes and ``expert.json``: what stage 2 adds to an expert."""
     if expert.gates is not None:
-        tensors = _gate_tensors(expert.gates)
-        check_gates(tensors, lora_A, f"gates of expert {expert.name!r}")
-        io.atomic_write(expert_dir / GATES, save(tensors))
+        gates = _float32(expert.gates)
+        check_gates(gates, lora_A, f"gates of expert {expert.name!r}")
+        io.write_safetensors(directory / GATES, gates)
     if expert.prototypes is not None:
-        io.write_safetensors(expert_dir / PROTOTYPES, _prototype_tensors(expert.prototypes))
-    write_expert_json(expert_dir, {**expert.metadata, "name": expert.name, "targets": expert.targets})
-
-
-def _prototype_tensors(prototypes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: _owned(vector, torch.float32) for name, vector in prototypes.items()}
+        io.write_safetensors(directory / PROTOTYPES, _float32(expert.prototypes))
+    write_expert_json(directory, {**expert.metadata, "name": expert.name, "targets": expert.targets})
 
 
 def _minimal_adapter_config(expert: Expert) -> dict:
@@ -245,19 +239,13 @@ def write_expert_files(expert: Expert, directory: Path) -> None:
     """Write every file of ``expert`` into the existing (empty, temporary) ``directory``."""
     weights = {}
     for name in expert.targets:
-        weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = _owned(expert.lora_A[name])
-        weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = _owned(expert.lora_B[name])
+        weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = expert.lora_A[name]
+        weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = expert.lora_B[name]
     io.write_json(directory / ADAPTER_CONFIG, expert.adapter_config or _minimal_adapter_config(expert))
-    io.atomic_write(directory / ADAPTER_WEIGHTS, save(weights))
-    if expert.gates is not None:
-        gates = _gate_tensors(expert.gates)
-        check_gates(gates, expert.lora_A, f"gates of expert {expert.name!r}")
-        io.atomic_write(directory / GATES, save(gates))
-    if expert.prototypes is not None:
-        io.write_safetensors(directory / PROTOTYPES, _prototype_tensors(expert.prototypes))
+    io.write_safetensors(directory / ADAPTER_WEIGHTS, weights)
     if expert.training_log is not None:
         io.write_json(directory / LOSS_LOG, expert.training_log, indent=1)
-    write_expert_json(directory, {**expert.metadata, "name": expert.name, "targets": expert.targets})
+    _write_routing_files(expert, directory, expert.lora_A)
 
 
 def save_expert(expert: Expert, path: str | Path, overwrite: bool = False) -> Path:

@@ -7,8 +7,7 @@ task's own prompts (``GateTrainConfig``). Trainable: the LoRA A and B, then the 
 candidates (``RouterConfig.base_candidates``) take prototypes of the base model's general data, ``general``.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -58,11 +57,7 @@ class RoutedMethod:
         expert, _ = train_gates(model, processor, expert, task, self.gates, progress=False)
         return RoutedState([*state.experts, expert], state.base_prototypes)
 
-    @contextmanager
-    def prepared(self, model: nn.Module, state: RoutedState) -> Iterator[RoutedModel]:
+    def prepared(self, model: nn.Module, state: RoutedState) -> RoutedModel:
+        """The model routed over every expert learned so far (a context manager that detaches on exit)."""
         base = state.base_prototypes if self.router.base_candidates else None
-        handle = attach_router(model, state.experts, self.router, base_prototypes=base)
-        try:
-            yield handle
-        finally:
-            handle.detach()
+        return attach_router(model, state.experts, self.router, base_prototypes=base)

@@ -32,6 +32,22 @@ def routing_heatmap(shares: torch.Tensor, layer_names: list[str], columns: list[
     return out
 
 
+def routing_heatmaps(
+    suite, label: str, folder: str | Path, prefix: str = "", title: str = "routing on {task}"
+) -> list[Path]:
+    """One heatmap per task of the routed condition ``label`` of a comparison
+    (:class:`~routelora.evaluation.suite.SuiteResult`), as ``<folder>/<prefix>routing-<task>.png`` titled
+    ``title`` with ``{task}`` filled in."""
+    from routelora.evaluation.routing_report import layer_shares
+
+    written = []
+    for task, counts in suite.counts[label].items():
+        png = Path(folder) / f"{prefix}routing-{task}.png"
+        shown = title.format(task=task)
+        written.append(routing_heatmap(layer_shares(counts), list(counts), suite.columns[label], shown, png))
+    return written
+
+
 def _short(name: str) -> str:
     """``model.language_model.layers.3.self_attn.q_proj`` -> ``3.q_proj``."""
     parts = name.split(".")

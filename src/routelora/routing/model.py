@@ -34,6 +34,13 @@ class RoutedModel:
     """General skills offered as base-model candidates."""
     hook: object | None = field(default=None, repr=False)
 
+    def __enter__(self) -> "RoutedModel":
+        """``with attach_router(...) as router:`` detaches when the block ends, however it ends."""
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.detach()
+
     @property
     def expert_names(self) -> list[str]:
         return [expert.name for expert in self.experts]
