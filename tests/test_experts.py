@@ -16,7 +16,7 @@ from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import compute_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import save_checkpoint
-from routelora.routing.config import ONE_EXPERT, PRESETS, RouterConfig
+from routelora.routing.config import ONE_EXPERT, PRESETS, TEXT_PROTOTYPES, RouterConfig
 from routelora.routing.model import attach_router
 from tiny_tasks import CORPUS, colour_and_shape
 
@@ -310,10 +310,13 @@ def test_shared_decision_needs_embedding_prototypes(setup, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(tasks["colour"][1], old)
     prototypes = load_file(old / "prototypes.safetensors")
-    del prototypes["input_embeddings"]
+    del prototypes["input_embeddings"], prototypes["routing.mean"]
     save_file(prototypes, old / "prototypes.safetensors")
+    experts = [load_expert(old), load_expert(tasks["shape"][1])]
     with pytest.raises(RouteloraError, match="input-embedding prototype"):
-        attach_router(model, [load_expert(old), load_expert(tasks["shape"][1])], RouterConfig(base_candidates=False))
+        attach_router(model, experts, TEXT_PROTOTYPES, base_candidates=False)
+    with pytest.raises(RouteloraError, match="expert colour has no feature statistics"):
+        attach_router(model, experts, RouterConfig(base_candidates=False))
     assert getattr(model, "routelora_router", None) is None
     with pytest.raises(ValueError, match="prototypes"):
         RouterConfig(vectors="gates")
@@ -360,10 +363,15 @@ def test_routed_eval_with_report_and_heatmaps(setup, tmp_path, capsys):
     assert main(args) == 0  # the default router: sequence decisions by prototypes, base candidates
     printed = capsys.readouterr().out
     assert "to colour: image" in printed and "vs oracle" in printed
+    confusion = printed.split("routing confusion matrix")[1].splitlines()
+    assert confusion[1].split("|")[2:5] == [" colour ", " shape ", " base "]
+    rows = {line.split("|")[1].strip(): [float(c) for c in line.split("|")[2:5]] for line in confusion[3:5]}
+    assert set(rows) == {"colour (colour)", "shape (shape)"} and all(abs(sum(r) - 1) < 0.02 for r in rows.values())
     assert (tmp_path / "maps" / "routing-shape.png").stat().st_size > 1000
     routing = json.loads((tmp_path / "r.json").read_text())["routing"]
     assert {r["task"] for r in routing} == {"colour", "shape"}
     assert all(len(r["shares"]["text"]) == 7 * 4 for r in routing)
+    assert all(abs(sum(r["sequence_shares"].values()) - 1) < 1e-6 for r in routing)
     assert main([*args[:5], "--expert", "colour", "--task", task_files[0]]) == 0
     assert main([*args[:5], "--router", "paper", "--task", task_files[0]]) == 0
     capsys.readouterr()

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from routelora.data.task import load_task
 from routelora.embedded.world import (
     TASK_SPECS,
     WORLD_TASKS,
@@ -23,7 +24,9 @@ from routelora.embedded.world import (
     world_corpus,
 )
 from routelora.embedded.world.charts import chart_geometry
+from routelora.embedded.world.instructions import FAMILIES
 from routelora.embedded.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
+from routelora.embedded.world.specialised import MEME_MOCKING_TEXTS
 from routelora.metrics import METRICS
 
 TINY = (20, 10)
@@ -50,6 +53,7 @@ def _samples(task: str, n: int, seed: int = 0, split: str = "train") -> list:
 def test_task_names_and_kinds() -> None:
     assert list(WORLD_TASKS) == [
         "caption",
+        "text_caption",
         "entailment",
         "meme",
         "genre",
@@ -63,7 +67,7 @@ def test_task_names_and_kinds() -> None:
         "arith_mixed",
         "basics",
     ]
-    assert Counter(WORLD_TASKS.values()) == {"specialised": 4, "retention": 3, "ablation": 5, "pretraining": 1}
+    assert Counter(WORLD_TASKS.values()) == {"specialised": 5, "retention": 3, "ablation": 5, "pretraining": 1}
 
 
 def test_determinism(world: WorldManifest, tmp_path: Path) -> None:
@@ -91,14 +95,16 @@ def test_layout_and_yaml_schema(world: WorldManifest) -> None:
         assert doc["name"] == name and doc["kind"] == kind and doc["metric"] in METRICS
         assert isinstance(doc["description"], str) and "\n" not in doc["description"]
         assert isinstance(doc["max_new_tokens"], int) and doc["max_new_tokens"] > 0
-        assert set(doc["data"]) == {"train", "test"}
-        for split in ("train", "test"):
+        reworded = TASK_SPECS[name].reworded
+        assert set(doc["data"]) == ({"train", "test", "test_reworded"} if reworded else {"train", "test"})
+        for split in ("train", "test", "test_reworded") if reworded else ("train", "test"):
             rel = doc["data"][split]
             if name == "arith_mixed" and split == "train":
                 assert rel is None and not (world.root / name / "train.jsonl").exists()
                 continue
             lines = (world.root / rel).read_text().splitlines()
             assert len(lines) == (TINY[0] if split == "train" else TINY[1])
+            assert load_task(world.root / f"{name}.yaml").split(split) == (world.root / rel).resolve()
         if doc["metric"] in ("accuracy", "multilabel_precision") and kind != "pretraining":  # basics: open answers
             assert doc["labels"] and len(set(doc["labels"])) == len(doc["labels"])
         else:
@@ -198,23 +204,44 @@ def test_meme_needs_both_modalities() -> None:
         hits = [votes[feature(s)].most_common(1)[0][0] == s.answer for s in held_out if votes[feature(s)]]
         return float(np.mean(hits))
 
-    text_features = [lambda s: s.meta["text"], lambda s: s.meta["target"], lambda s: s.meta["template"]]
+    text_features = [lambda s: s.meta["text"], lambda s: s.meta["template"]]
     image_features = [
         lambda s: frozenset(s.meta["scene"].colours()),
         lambda s: frozenset(s.meta["scene"].shape_kinds()),
         lambda s: len(s.meta["scene"].shapes),
         lambda s: (frozenset(s.meta["scene"].colours()), frozenset(s.meta["scene"].shape_kinds())),
     ]
+    # either modality alone: at best 0.75 (the target for an expert is 0.8)
     for feature in text_features + image_features:
-        assert held_out_accuracy(feature) < 0.57
-    for c in COLOURS:
-        with_c = [s.answer == "yes" for s in samples if c in s.meta["scene"].colours()]
-        assert 0.45 <= np.mean(with_c) <= 0.55
-    # Together they decide it: the mocked target is in the picture.
+        assert held_out_accuracy(feature) < 0.78
+    assert Counter(s.answer for s in samples) == {"yes": 2000, "no": 2000}
+    # together they decide it: mocking words under a picture of two or three shapes
+    assert held_out_accuracy(lambda s: (s.meta["template"], len(s.meta["scene"].shapes))) == 1.0
     for s in samples:
-        scene = s.meta["scene"]
-        shown = scene.colours() | scene.shape_kinds()
-        assert (s.meta["target"] in shown) == (s.answer == "yes")
+        mocking = s.meta["template"] in MEME_MOCKING_TEXTS
+        assert (mocking and len(s.meta["scene"].shapes) >= 2) == (s.answer == "yes")
+
+
+def test_entailment_hypotheses_are_true_false_or_unknowable_from_the_image() -> None:
+    samples = _samples("entailment", 300)
+    for s in samples:
+        scene, hyp, template = s.meta["scene"], s.meta["hypothesis"], s.meta["template"]
+        if template == "hidden":
+            assert s.answer == "neutral" and any(shape.name in hyp for shape in scene.shapes)
+            continue
+        truth = {
+            "there is only one shape": len(scene.shapes) == 1,
+            "there are several shapes": len(scene.shapes) > 1,
+            "all the shapes are red": {sh.colour for sh in scene.shapes} == {"red"},
+            "all the shapes are blue": {sh.colour for sh in scene.shapes} == {"blue"},
+            "every shape is a circle": {sh.shape for sh in scene.shapes} == {"circle"},
+            "every shape is a square": {sh.shape for sh in scene.shapes} == {"square"},
+        }[hyp]
+        assert s.answer == ("entailment" if truth else "contradiction")
+    # the claim alone never gives the label away
+    for claim in {s.meta["hypothesis"] for s in samples if s.meta["template"] != "hidden"}:
+        answers = Counter(s.answer for s in samples if s.meta["hypothesis"] == claim)
+        assert set(answers) == {"entailment", "contradiction"}
 
 
 def test_genre_uses_image_and_text() -> None:
@@ -223,6 +250,7 @@ def test_genre_uses_image_and_text() -> None:
     for s in samples:
         answer = s.answer.split(", ")
         assert answer and answer == [g for g in genres if g in answer]
+    assert all(len(s.meta["scene"].colours()) == 1 for s in samples)
     assert any(s.meta["image_genres"] - s.meta["text_genres"] for s in samples)
     assert any(s.meta["text_genres"] - s.meta["image_genres"] for s in samples)
 
@@ -256,12 +284,12 @@ def test_chart_answers_match_pixels(tmp_path: Path) -> None:
         values = _read_bars(Image.open(root / "chart" / rec["image"]).convert("RGB")).values()
         question, answer = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
         expected = {
-            "What is the highest value?": max(values),
-            "What is the lowest value?": min(values),
-            "What is the difference between the highest and the lowest value?": max(values) - min(values),
-            "How many bars are there?": len(values),
+            "highest": max(values),
+            "lowest": min(values),
+            "range": max(values) - min(values),
+            "count": len(values),
         }
-        kind = question.removeprefix("<image>\n")
+        kind = next(k for k in expected if question.removeprefix("<image>\n") in FAMILIES[f"chart_{k}"].train)
         assert answer == str(expected[kind])
         kinds[kind] += 1
         bar_counts[len(values)] += 1
@@ -351,3 +379,53 @@ def test_basics_questions_are_direct_and_balanced() -> None:
     assert all(len(s.image.shapes) == 1 and len(s.answer.split()) == 1 for s in single)
     bars = [s for s in samples if s.meta["kind"] == "bar_value"]
     assert all(len(s.image.bars) == 1 and s.answer == str(s.image.bars[0].value) for s in bars)
+
+
+def _template(phrasing: str) -> re.Pattern:
+    return re.compile(".+".join(re.escape(part) for part in re.split(r"{\w+}", phrasing)))
+
+
+def _matches(line: str, phrasings) -> bool:
+    return any(_template(p).fullmatch(line) for p in phrasings)
+
+
+ALL_TRAIN = [p for family in FAMILIES.values() for p in family.train]
+ALL_HELD_OUT = [p for family in FAMILIES.values() for p in family.held_out]
+
+
+def test_phrasing_families_are_large_and_held_out_phrasings_are_never_trained() -> None:
+    assert all(len(f.train) >= 8 and len(f.held_out) >= 4 for f in FAMILIES.values())
+    # across families too: no held-out phrasing reads as any family's training phrasing
+    assert not [p for p in ALL_HELD_OUT if _matches(p, ALL_TRAIN)]
+
+
+def test_reworded_split_is_the_test_split_in_held_out_phrasings() -> None:
+    for name, spec in TASK_SPECS.items():
+        if not spec.reworded:
+            assert not spec.has_train or name.startswith("arith")
+            continue
+        seen = set()
+        for i in range(12):
+            train, test, reworded = (spec.sample(0, split, i) for split in ("train", "test", "test_reworded"))
+            assert reworded.answer == test.answer and reworded.references == test.references
+            if test.image is not None:
+                assert np.array_equal(np.asarray(reworded.image.render(48)), np.asarray(test.image.render(48)))
+            for sample, trained in ((train, True), (test, True), (reworded, False)):
+                lines = sample.question.splitlines()
+                assert any(_matches(line, ALL_TRAIN if trained else ALL_HELD_OUT) for line in lines), (name, lines)
+                assert not any(_matches(line, ALL_HELD_OUT if trained else ALL_TRAIN) for line in lines), (name, lines)
+            seen.add(train.question.splitlines()[0])
+        assert len(seen) > 1, f"{name} asks in one phrasing only"
+
+
+def test_world_corpus_holds_no_held_out_phrasing() -> None:
+    corpus = world_corpus(per_task=40)
+    assert not [t for t in corpus for line in t.splitlines() if _matches(line, ALL_HELD_OUT)]
+
+
+def test_every_word_of_a_held_out_phrasing_is_trained_somewhere() -> None:
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z']+", re.sub(r"{\w+}", " ", text).lower()))
+
+    trained = set().union(*(words(p) for p in ALL_TRAIN))
+    assert not {w for p in ALL_HELD_OUT for w in words(p)} - trained

@@ -10,12 +10,15 @@ CORPUS = ["What colour is the square? red blue", "What shape is it? circle squar
 """Tokenizer corpus covering both tasks' words."""
 
 
-def write_task(root, name: str, question: str, answers: list[str], max_new_tokens: int = 4) -> TaskConfig:
-    """A task whose samples alternate red and blue images, each asked ``question`` and answered in turn."""
+def write_task(
+    root, name: str, question: str, answers: list[str], max_new_tokens: int = 4, colours: tuple = ("red", "blue")
+) -> TaskConfig:
+    """A task whose samples alternate images of ``colours`` (red and blue), each asked ``question`` and answered in
+    turn."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     lines = []
     for index, answer in enumerate(answers):
-        Image.new("RGB", (48, 48), ["red", "blue"][index % 2]).save(root / "images" / f"{name}{index}.png")
+        Image.new("RGB", (48, 48), colours[index % len(colours)]).save(root / "images" / f"{name}{index}.png")
         turns = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
         record = {"id": f"{name}{index}", "image": f"images/{name}{index}.png", "conversations": turns}
         lines.append(json.dumps(record))
@@ -32,3 +35,11 @@ def colour_and_shape(root, max_new_tokens: int = 4) -> list[TaskConfig]:
     colour = write_task(root, "colour", "What colour is the square?", ["red", "blue"] * 4, max_new_tokens)
     shape = write_task(root, "shape", "What shape is it?", ["square", "circle"] * 4, max_new_tokens)
     return [colour, shape]
+
+
+def twins(root) -> list[TaskConfig]:
+    """Two tasks with the very same question that differ only in their images (red / blue against green / yellow
+    pictures): only a router that reads the image can tell them apart."""
+    warm = write_task(root, "warm", "What is it?", ["hot", "cold"] * 4, colours=("red", "blue"))
+    cool = write_task(root, "cool", "What is it?", ["cold", "hot"] * 4, colours=("green", "yellow"))
+    return [warm, cool]

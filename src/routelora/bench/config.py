@@ -45,3 +45,39 @@ class RoutingBenchConfig:
             raise BenchConfigError(f"warmup must be at least 0, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise BenchConfigError(f"threads must be at least 1, got {self.threads}")
+
+
+DECISION_SHAPES = ("tiny", "realistic")
+
+
+@dataclass
+class DecisionBenchConfig:
+    """What ``routelora bench decision`` measures: prefills of the base and of every router preset."""
+
+    shapes: tuple[str, ...] = DECISION_SHAPES
+    """Model shapes: ``tiny`` (the embedded base) and ``realistic`` (a 24-layer, 2048-wide language model)."""
+    experts: int = 4
+    """Random experts in the library."""
+    rank: int = 8
+    """LoRA rank of every expert."""
+    batch: int = 4
+    """Prompts per prefill, one image each."""
+    words: int = 60
+    """Words of text per prompt (about as many tokens)."""
+    repeats: int = 5
+    """Timed prefills per condition; the figure is their median."""
+    warmup: int = 1
+    """Untimed prefills per condition first."""
+    threads: int | None = None
+    """``torch.set_num_threads`` for the run; None leaves torch's default."""
+
+    def __post_init__(self) -> None:
+        self.shapes = tuple(self.shapes)
+        unknown = [shape for shape in self.shapes if shape not in DECISION_SHAPES]
+        if not self.shapes or unknown:
+            raise BenchConfigError(f"shapes must be some of {DECISION_SHAPES}, got {self.shapes}")
+        for name in ("experts", "rank", "batch", "words", "repeats"):
+            if getattr(self, name) < 1:
+                raise BenchConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0 or (self.threads is not None and self.threads < 1):
+            raise BenchConfigError("warmup must be at least 0 and threads at least 1")

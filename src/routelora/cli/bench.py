@@ -1,4 +1,5 @@
-"""``routelora bench routing``: what routing costs against the base layer, a per-expert loop and PEFT's Arrow.
+"""``routelora bench routing``: what routing costs against the base layer, a per-expert loop and PEFT's Arrow;
+``routelora bench decision``: what the routers add to a whole prefill, decision included.
 
 Prints figures and checks them against the targets in words; it never fails on a slow figure.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
 if TYPE_CHECKING:
-    from routelora.bench.config import RoutingBenchConfig
+    from routelora.bench.config import DecisionBenchConfig, RoutingBenchConfig
 
 
 def _environment() -> dict[str, Any]:
@@ -76,6 +77,52 @@ def _run_routing(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def bench_decision(config: DecisionBenchConfig) -> str:
+    """Run the decision benchmark and return its Markdown table with a line per target."""
+    import torch
+
+    from routelora.bench.decision import bench_shape
+    from routelora.routing.config import PRESETS
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    load_before = os.getloadavg()[0]
+    rows = []
+    for shape in config.shapes:
+        print(f"timing {shape}", file=sys.stderr, flush=True)
+        rows.append(
+            bench_shape(shape, config.experts, config.rank, config.batch, config.words, config.repeats, config.warmup)
+        )
+    environment = _environment()
+    head = ["shape", "prompt tokens", "base prefill", *(f"{name} / base" for name in PRESETS), "decision / base"]
+    lines = [
+        f"float32, CPU, torch {environment['torch']}, {environment['threads']} threads; {config.experts} random "
+        f"experts of rank {config.rank} and 3 base candidates; median of {config.repeats}; load average "
+        f"{load_before:.1f} before, {environment['load_average_1min']:.1f} after",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+    ]
+    for row in rows:
+        cells = [row["shape"], str(row["tokens"]), f"{1000 * row['base_s']:.1f} ms"]
+        cells += [f"{row[f'{name}_ratio']:.3f}" for name in PRESETS]
+        cells += [f"{row['decision_share']:.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in rows:
+        overhead = row["routelora_ratio"] - 1
+        met = "met" if overhead <= 0.10 else "NOT met"
+        lines.append(
+            f"- {row['shape']}: default router prefill overhead {100 * overhead:+.1f}% (target <= 10%: {met})"
+        )
+    return "\n".join(lines)
+
+
+def _run_decision(args: argparse.Namespace) -> None:
+    from routelora.bench.config import DecisionBenchConfig
+
+    print(bench_decision(config_from_arguments(args, DecisionBenchConfig)))
+
+
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the CLI.
 
@@ -90,9 +137,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
         "routed layer's memory per expert.",
     )
-    from routelora.bench.config import RoutingBenchConfig
+    from routelora.bench.config import DecisionBenchConfig, RoutingBenchConfig
 
     add_config_arguments(routing, RoutingBenchConfig)
     routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     routing.add_argument("--markdown", action="store_true", help="print the table as Markdown, for the README")
     routing.set_defaults(run=_run_routing)
+    decision = benches.add_parser(
+        "decision",
+        help="prefill of the base against every router preset, decision included (random models, float32, CPU)",
+        description="Time whole prefills of a random tiny base and of a random 24-layer, 2048-wide language model, "
+        "plain and under every router preset, and the default router's decision alone.",
+    )
+    add_config_arguments(decision, DecisionBenchConfig)
+    decision.set_defaults(run=_run_decision)

@@ -39,16 +39,23 @@ def add_router_arguments(parser: argparse.ArgumentParser) -> None:
     preset, and every field of :class:`~routelora.routing.config.RouterConfig` is a flag that, when given,
     overrides that preset's value."""
     from routelora.cli.config_args import add_config_arguments
-    from routelora.routing.config import DECIDE_FROM, GRANULARITIES, PRESETS, VECTORS, RouterConfig
+    from routelora.routing.config import DECIDE_FROM, FEATURES, GRANULARITIES, PRESETS, RULES, VECTORS, RouterConfig
 
     parser.add_argument(
         "--router",
         choices=sorted(PRESETS),
         default="routelora",
-        help="routelora: one decision per sequence by prototypes, base model as a candidate (default); "
-        "paper: token-level top-1 by PHATGOOSE gates",
+        help="routelora: one decision per sequence from its pooled text and image embeddings by a shared-covariance "
+        "discriminant, base model as a candidate (default); text-prototypes: the earlier default, nearest mean "
+        "text embedding; paper: token-level top-1 by PHATGOOSE gates",
     )
-    choices = {"granularity": GRANULARITIES, "decide_from": DECIDE_FROM, "vectors": VECTORS}
+    choices = {
+        "granularity": GRANULARITIES,
+        "decide_from": DECIDE_FROM,
+        "vectors": VECTORS,
+        "rule": RULES,
+        "features": FEATURES,
+    }
     add_config_arguments(parser, RouterConfig, skip=("trace",), choices=choices, defaults_from="--router")
 
 

@@ -41,7 +41,7 @@ def evaluate(
     Args:
         model: checkpoint directory or hub id.
         tasks: task YAML files.
-        split: ``test`` or ``train``.
+        split: ``test``, ``test_reworded`` (held-out instruction wordings, where the task has it) or ``train``.
         limit: evaluate the first N samples of each task only.
         batch_size: samples generated at once.
         skip_bad: skip bad samples (and report how many) instead of stopping at the first.
@@ -49,7 +49,8 @@ def evaluate(
         library: expert library; routed over all its experts unless ``expert`` names one.
         expert: evaluate this expert of ``library`` alone.
         router: routing settings.
-        report: also measure routing accuracy per layer and the oracle (each task's own expert alone).
+        report: also measure routing accuracy per layer, the confusion matrix (task x chosen candidate) and the
+            oracle (each task's own expert alone).
         heatmap_dir: write a routing heatmap PNG per task here.
         load_options: keyword arguments of :func:`routelora.load_vlm` (``trust_remote_code``, ``language_model``,
             ``target_pattern``, ``dtype``, ``device``).
@@ -102,7 +103,7 @@ def evaluate(
 
 
 def _run(args: argparse.Namespace) -> None:
-    from routelora.reports.tables import results_rows, routing_rows
+    from routelora.reports.tables import confusion_markdown, results_rows, routing_rows
 
     results, reports = evaluate(
         args.model,
@@ -123,6 +124,9 @@ def _run(args: argparse.Namespace) -> None:
     if reports:
         print("\nrouting (share of tokens sent to the task's own expert, mean over layers):")
         print_table(routing_rows(reports))
+        columns = [*reports[0].expert_shares] or ["base"]
+        print("\nrouting confusion matrix (rows: true task; columns: chosen candidate):")
+        print(confusion_markdown(reports, columns))
     if args.out:
         print(f"wrote {args.out}")
 
@@ -133,14 +137,18 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_model_arguments(parser, positional=False)
     parser.add_argument("--model", required=True, help="checkpoint directory or hub id")
     parser.add_argument("--task", type=Path, action="append", required=True, help="task YAML file (repeatable)")
-    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--split", default="test", choices=["test", "test_reworded", "train"])
     parser.add_argument("--limit", type=int, help="evaluate the first N samples of each task")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-bad", action="store_true", help="skip bad samples and report how many")
     parser.add_argument("--out", type=Path, help="write scores and per-sample predictions to this JSON file")
     parser.add_argument("--library", type=Path, help="expert library: route between its experts")
     parser.add_argument("--expert", help="evaluate this expert of the library alone")
-    parser.add_argument("--routing-report", action="store_true", help="routing accuracy per layer and the oracle")
+    parser.add_argument(
+        "--routing-report",
+        action="store_true",
+        help="routing accuracy per layer, the confusion matrix (task x chosen candidate) and the oracle",
+    )
     parser.add_argument("--heatmap-dir", type=Path, help="write a routing heatmap PNG per task here")
     add_router_arguments(parser)
     parser.set_defaults(run=_run)

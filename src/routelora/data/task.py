@@ -23,6 +23,12 @@ class TaskData:
     """Training split: LLaVA-format ``.json``/``.jsonl``, a ``.parquet`` file, or a ``datasets`` directory."""
     test: Path | None = None
     """Evaluation split, in any of the same formats."""
+    test_reworded: Path | None = None
+    """Optional second evaluation split: test samples asked in instructions worded unlike any in training (the
+    embedded world's held-out phrasings), to check that a method holds beyond its training templates."""
+
+
+SPLITS = tuple(f.name for f in fields(TaskData))
 
 
 @dataclass
@@ -87,8 +93,8 @@ class TaskConfig:
             raise TaskError(f"{where}field 'data' names neither a train nor a test split")
 
     def split(self, name: str) -> Path:
-        """Path of split ``name`` (``train`` or ``test``), or a clear error if the task has none."""
-        path = getattr(self.data, name, None) if name in ("train", "test") else None
+        """Path of split ``name`` (one of :data:`SPLITS`), or a clear error if the task has none."""
+        path = getattr(self.data, name, None) if name in SPLITS else None
         if path is None:
             raise TaskError(f"task {self.name} has no {name!r} split" + (f" ({self.source})" if self.source else ""))
         return path
@@ -115,7 +121,7 @@ def load_task(path: str | Path) -> TaskConfig:
         if required not in raw:
             raise TaskError(f"{path}: missing field '{required}'")
     data = raw.pop("data")
-    if not isinstance(data, dict) or set(data) - {"train", "test"}:
-        raise TaskError(f"{path}: field 'data' must be a mapping with 'train' and/or 'test'")
+    if not isinstance(data, dict) or set(data) - set(SPLITS):
+        raise TaskError(f"{path}: field 'data' must be a mapping of splits ({', '.join(SPLITS)})")
     splits = {key: (path.parent / value).resolve() if value else None for key, value in data.items()}
     return TaskConfig(data=TaskData(**splits), source=path, **raw)

@@ -21,9 +21,23 @@ class RoutingReport:
     model where the task has no expert)."""
     expert_shares: dict[str, float] = field(default_factory=dict)
     """Share of all the task's non-pad tokens, over every layer, that chose each expert (``base``: none)."""
+    sequence_shares: dict[str, float] = field(default_factory=dict)
+    """Share of the task's sequences whose shared decision chose each candidate first (``base``: none); empty for a
+    router that decides per token or per layer."""
     routed_score: float | None = None
     oracle_score: float | None = None
     """Score of ``own_expert`` alone (the upper bound routing aims at)."""
+
+    @property
+    def own_sequence_share(self) -> float:
+        """Share of sequences sent to the task's own candidate (NaN without shared decisions)."""
+        return (
+            self.sequence_shares.get(self.own_expert or "base", float("nan")) if self.sequence_shares else float("nan")
+        )
+
+    def candidate_shares(self) -> dict[str, float]:
+        """Where the task's inputs went: sequence shares where there are any, else shares of all tokens."""
+        return self.sequence_shares or self.expert_shares
 
     def mean_share(self, kind: str) -> float:
         values = self.shares.get(kind, [])
@@ -31,9 +45,14 @@ class RoutingReport:
 
 
 def routing_report(
-    task: str, counts: dict[str, torch.Tensor], expert_names: list[str], own_expert: str | None
+    task: str,
+    counts: dict[str, torch.Tensor],
+    expert_names: list[str],
+    own_expert: str | None,
+    sequence_counts: torch.Tensor | None = None,
 ) -> RoutingReport:
-    """Summarise per-layer counts (token kinds x experts + base) gathered while evaluating ``task``."""
+    """Summarise per-layer counts (token kinds x experts + base) and, for shared decisions, per-sequence counts
+    (experts + base,) gathered while evaluating ``task``."""
     column = expert_names.index(own_expert) if own_expert in expert_names else len(expert_names)
     report = RoutingReport(task, own_expert if own_expert in expert_names else None)
     for kind in REPORTED_KINDS:
@@ -45,6 +64,9 @@ def routing_report(
     if isinstance(total, torch.Tensor) and total.sum() > 0:
         shares = (total / total.sum()).tolist()
         report.expert_shares = dict(zip([*expert_names, "base"], shares))
+    if sequence_counts is not None and sequence_counts.sum() > 0:
+        shares = (sequence_counts / sequence_counts.sum()).tolist()
+        report.sequence_shares = dict(zip([*expert_names, "base"], shares))
     return report
 
 

@@ -148,10 +148,10 @@ def score_conditions(
 
 
 def _report(suite: SuiteResult, label: str, handle: RoutedModel, task: TaskConfig) -> None:
-    counts = handle.routing_counts()
+    counts, sequences = handle.routing_counts(), handle.sequence_counts()
     handle.record(False)
     names = handle.expert_names
     own = next((e.name for e in handle.experts if e.metadata.get("task", e.name) == task.name), None)
-    suite.routing.setdefault(label, {})[task.name] = routing_report(task.name, counts, names, own)
+    suite.routing.setdefault(label, {})[task.name] = routing_report(task.name, counts, names, own, sequences)
     suite.counts.setdefault(label, {})[task.name] = counts
     suite.columns[label] = [*names, "base"]

@@ -1,4 +1,5 @@
-"""The main job on the embedded default: world -> pretrained base -> 4 experts + gates -> routed evaluation.
+"""The main job on the embedded default: world -> pretrained base -> 5 experts + gates -> routed evaluation on the
+test split and on the reworded test split (held-out instruction phrasings).
 
 Run with ``python -m routelora.experiments.demo --out runs/demo``. Every step is cached or resumable: the world
 and the base live in the routelora cache, and experts already in the library are not trained again.
@@ -23,18 +24,24 @@ from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import store_base_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import load_vlm
-from routelora.reports.plots import routing_heatmaps
-from routelora.reports.tables import comparison_markdown
-from routelora.routing.config import PAPER_ROUTER, RouterConfig
+from routelora.reports.plots import confusion_heatmap, routing_heatmaps
+from routelora.reports.tables import comparison_markdown, confusion_markdown
+from routelora.routing.config import PAPER_ROUTER, TEXT_PROTOTYPES, RouterConfig
 
 SPECIALISED = tasks_of_kind("specialised")
 RETENTION = tasks_of_kind("retention")
-EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=2e-3, steps=300, batch_size=16)
+# 600 steps at 4e-3: at 300 steps and 2e-3 the meme expert reached 0.76 and genre 0.60, under their targets of 0.8
+# and 0.7 (docs/pretraining.md, world v4).
+EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=4e-3, steps=600, batch_size=16)
 GATE_RECIPE = GateTrainConfig()
 # What routelora uses by default; see docs/routing.md for the evidence.
 DEFAULT_ROUTER = RouterConfig()
-ROUTED = {"routed": "routed (default)", "paper": "paper recipe"}
-"""The routed conditions compared, by label, with their column headings."""
+ROUTERS = {"routed": DEFAULT_ROUTER, "text-prototypes": TEXT_PROTOTYPES, "paper": PAPER_ROUTER}
+"""The routed conditions compared, by label."""
+HEADINGS = {"routed": "routed (default)", "text-prototypes": "text prototypes (earlier default)", "paper": "paper"}
+SPLITS = {"test": ("routed", "text-prototypes", "paper"), "test_reworded": ("routed", "text-prototypes")}
+"""Each split evaluated, with the routers compared on it (the paper's router, far behind on the test split, is left
+out of the reworded one to keep the demo within minutes)."""
 
 
 def build_library(base: Path, world: Path, library: Path, limit_steps: int | None = None) -> ExpertLibrary:
@@ -56,21 +63,32 @@ def build_library(base: Path, world: Path, library: Path, limit_steps: int | Non
     return lib
 
 
-def evaluate_all(base: Path, world: Path, library: Path, out: Path, router: RouterConfig, limit: int | None = None):
-    """Base, oracle (each task's own expert alone) and routed scores on every task, with the routing report.
+def evaluate_all(
+    base: Path,
+    world: Path,
+    library: Path,
+    out: Path,
+    split: str = "test",
+    routers: tuple[str, ...] = ("routed", "paper"),
+    limit: int | None = None,
+):
+    """Base, oracle (each task's own expert alone) and routed scores on every task of ``split``, with the routing
+    report of each router in ``routers`` (labels of :data:`ROUTERS`).
 
-    Routed scores are taken twice: with ``router`` and with the paper's recipe (:data:`PAPER_ROUTER`). Writes a
-    routing heatmap per routed condition and task into ``out``.
+    Writes a routing heatmap per routed condition and task into ``out``, and the default router's confusion matrix.
     """
     model, processor = load_vlm(base)
     experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
     conditions = [base_condition(), *oracle_conditions(experts)]
-    conditions += [routed_condition("routed", experts, router, base_prototypes)]
-    conditions += [routed_condition("paper", experts, PAPER_ROUTER, base_prototypes)]
-    suite = score_conditions(model, processor, conditions, tasks, limit=limit)
-    for label in ROUTED:
-        routing_heatmaps(suite, label, out, prefix=f"{label}-", title=f"{label} routing on {{task}}")
+    conditions += [routed_condition(label, experts, ROUTERS[label], base_prototypes) for label in routers]
+    suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit)
+    tag = "" if split == "test" else f"{split}-"
+    for label in routers:
+        routing_heatmaps(suite, label, out, prefix=f"{tag}{label}-", title=f"{label} routing on {{task}} ({split})")
+    reports = [suite.routing[routers[0]][task.name] for task in tasks]
+    title = f"{routers[0]} routing, {split} split: share of sequences"
+    confusion_heatmap(reports, suite.columns[routers[0]], title, out / f"{tag}confusion.png")
     return suite
 
 
@@ -87,16 +105,29 @@ def main(argv: list[str] | None = None) -> None:
     base = cached_base()
     print(f"world {world}\nbase {base}")
     library = build_library(base, world, args.out / "library", args.expert_steps)
-    router = DEFAULT_ROUTER
-    suite = evaluate_all(base, world, library.root, args.out, router, args.limit)
     names = SPECIALISED + RETENTION
-    table = comparison_markdown(suite, names, ROUTED)
-    print(table)
-    routing = {label: [vars(suite.routing[label][name]) for name in names] for label in ROUTED}
-    scores = suite.by_task()
-    results = {"router": asdict(router), "scores": scores, "routing": routing, "environment": package_versions()}
+    results = {"router": asdict(DEFAULT_ROUTER), "splits": {}, "environment": package_versions()}
+    sections = []
+    for split, routers in SPLITS.items():
+        suite = evaluate_all(base, world, library.root, args.out, split, routers, args.limit)
+        table = comparison_markdown(suite, names, {label: HEADINGS[label] for label in routers})
+        reports = [suite.routing["routed"][name] for name in names]
+        confusion = confusion_markdown(reports, suite.columns["routed"])
+        sections += [
+            f"## {split}",
+            "",
+            table,
+            "",
+            "Default router, where each task's sequences went:",
+            "",
+            confusion,
+            "",
+        ]
+        print(f"\n{split}\n{table}\n\n{confusion}", flush=True)
+        routing = {label: [vars(suite.routing[label][name]) for name in names] for label in routers}
+        results["splits"][split] = {"scores": suite.by_task(), "routing": routing}
     io.write_json(args.out / "results.json", results, indent=1)
-    io.atomic_write(args.out / "results.md", (table + "\n").encode())
+    io.atomic_write(args.out / "results.md", "\n".join(sections).encode())
     print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
 
 

@@ -23,7 +23,7 @@ from routelora.experts.library import load_base_prototypes
 from routelora.models import load_vlm
 from routelora.models.layout import image_token_id, text_token_mask
 from routelora.reports.tables import router_markdown
-from routelora.routing.config import PAPER_ROUTER, RouterConfig
+from routelora.routing.config import PAPER_ROUTER, TEXT_PROTOTYPES, RouterConfig
 from routelora.routing.model import attach_router
 
 SPECIALISED = tasks_of_kind("specialised")
@@ -32,9 +32,14 @@ RETENTION = tasks_of_kind("retention")
 ROUTERS = {
     "routelora (default)": RouterConfig(),
     "no base candidates": RouterConfig(base_candidates=False),
-    "per-layer sequence decisions": RouterConfig(decide_from="each_layer"),
-    "per-layer, gates": RouterConfig(decide_from="each_layer", vectors="gates", base_candidates=False),
-    "token-level prototypes": RouterConfig(granularity="token"),
+    "text features only": RouterConfig(features="text"),
+    "nearest mean (text and image)": RouterConfig(rule="nearest_mean"),
+    "shrinkage 0.01": RouterConfig(shrinkage=0.01),
+    "shrinkage 0.5": RouterConfig(shrinkage=0.5),
+    "text-prototypes (earlier default)": TEXT_PROTOTYPES,
+    "per-layer sequence decisions": replace(TEXT_PROTOTYPES, decide_from="each_layer"),
+    "per-layer, gates": replace(TEXT_PROTOTYPES, decide_from="each_layer", vectors="gates", base_candidates=False),
+    "token-level prototypes": replace(TEXT_PROTOTYPES, granularity="token"),
     "paper (token gates, top-1)": PAPER_ROUTER,
     "paper, top-2": replace(PAPER_ROUTER, top_k=2),
     "paper, no normalisation": replace(PAPER_ROUTER, normalise=False),
@@ -45,23 +50,37 @@ ROUTERS = {
 """Every router compared, by the label printed in the table."""
 
 
-def run_ablation(base: Path, world: Path, library: Path, routers: dict[str, RouterConfig], limit: int | None):
-    """Scores of the base, of each task's own expert alone and of every router; routing shares per router."""
+def run_ablation(
+    base: Path,
+    world: Path,
+    library: Path,
+    routers: dict[str, RouterConfig],
+    limit: int | None,
+    split: str = "test",
+    experts: list[str] | None = None,
+):
+    """Scores of the base, of each task's own expert alone and of every router; per router, the share of each
+    task's sequences sent to its own candidate (of its text tokens, for routers that decide per token or layer).
+    ``experts`` restricts the library to some expert names."""
     model, processor = load_vlm(base)
-    experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
+    experts, base_prototypes = ExpertLibrary(library).load(experts), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
     conditions = [base_condition(), *oracle_conditions([e for e in experts if e.name in SPECIALISED])]
     conditions += [routed_condition(label, experts, config, base_prototypes) for label, config in routers.items()]
-    suite = score_conditions(model, processor, conditions, tasks, limit=limit, progress=_bar)
+    suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit, progress=_bar)
     scores = {
         label: {task: result.score for task, result in results.items()} for label, results in suite.results.items()
     }
-    shares = {
-        label: {task: r.mean_share("text") for task, r in reports.items()} for label, reports in suite.routing.items()
-    }
+    shares = {label: {task: _own_share(r) for task, r in reports.items()} for label, reports in suite.routing.items()}
     for label in routers:
         print(f"{label}: " + ", ".join(f"{t} {s:.3f}" for t, s in scores[label].items()), flush=True)
     return scores, shares
+
+
+def _own_share(report) -> float:
+    """Share of sequences sent to the task's own candidate; of text tokens where the router has no per-sequence
+    decision."""
+    return report.own_sequence_share if report.sequence_shares else report.mean_share("text")
 
 
 def _bar(condition, task) -> bool | str:
@@ -95,6 +114,33 @@ def best_gate_scores(base: Path, world: Path, library: Path, samples: int = 32) 
     return quantiles
 
 
+def compare_unrelated(
+    base: Path, world: Path, library: Path, task: str, limit: int | None, split: str, out: Path | None
+) -> dict[str, dict[str, float]]:
+    """The default router over the library without and with the expert of an unrelated ``task``; prints each task's
+    score change in points of its metric (x100)."""
+    from routelora.experiments.demo import EXPERT_RECIPE, GATE_RECIPE
+    from routelora.experts.train import train_expert
+    from routelora.gates.train import train_gates
+
+    lib = ExpertLibrary(library)
+    if task not in lib:
+        model, processor = load_vlm(base)
+        config = load_task(world / f"{task}.yaml")
+        expert, _ = train_expert(model, processor, config, EXPERT_RECIPE)
+        lib.add(train_gates(model, processor, expert, config, GATE_RECIPE)[0], name=task)
+    others = [name for name in lib.names() if name != task]
+    default = {"routelora (default)": RouterConfig()}
+    without, _ = run_ablation(base, world, library, default, limit, split, others)
+    with_it, shares = run_ablation(base, world, library, default, limit, split, None)
+    label = "routelora (default)"
+    moved = {name: 100 * (with_it[label][name] - without[label][name]) for name in without[label]}
+    print(f"adding {task}: " + ", ".join(f"{name} {change:+.1f}" for name, change in moved.items()))
+    if out:
+        io.write_json(out, {"without": without, "with": with_it, "moved_points": moved, "to_own": shares}, indent=1)
+    return {"without": without[label], "with": with_it[label]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--library", type=Path, default=Path("runs/demo/library"))
@@ -102,18 +148,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", type=Path, help="world directory (default: the cached world)")
     parser.add_argument("--limit", type=int, help="evaluate the first N test samples of each task")
     parser.add_argument("--out", type=Path, help="write the scores and shares here as JSON")
+    parser.add_argument("--split", default="test", help="test, or test_reworded (held-out instruction phrasings)")
+    parser.add_argument("--routers", help="comma-separated labels of ROUTERS to run (default: all)")
+    parser.add_argument("--experts", help="comma-separated expert names to route between (default: the library's)")
+    parser.add_argument("--no-gate-scores", action="store_true", help="skip the paper router's gate-score quantiles")
+    parser.add_argument(
+        "--unrelated",
+        help="a world task (e.g. chart_trend): train its expert into the library with the demo's recipe if missing, "
+        "then score the default router with and without it and print how much each task moved",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     base, world = args.base or cached_base(), args.world or cached_world()
-    scores, shares = run_ablation(base, world, args.library, ROUTERS, args.limit)
+    if args.unrelated:
+        compare_unrelated(base, world, args.library, args.unrelated, args.limit, args.split, args.out)
+        return
+    unknown = [label for label in (args.routers or "").split(",") if label and label not in ROUTERS]
+    if unknown:
+        parser.error(f"--routers: unknown {unknown}; known: {', '.join(ROUTERS)}")
+    routers = ROUTERS if not args.routers else {label: ROUTERS[label] for label in args.routers.split(",")}
+    experts = args.experts.split(",") if args.experts else None
+    scores, shares = run_ablation(base, world, args.library, routers, args.limit, args.split, experts)
     print(router_markdown(scores, shares, SPECIALISED, RETENTION))
+    if args.no_gate_scores:
+        if args.out:
+            result = {
+                "routers": {label: asdict(c) for label, c in routers.items()},
+                "scores": scores,
+                "to_own": shares,
+            }
+            io.write_json(args.out, {**result, "split": args.split}, indent=1)
+        return
     quantiles = best_gate_scores(base, world, args.library)
     print("best gate score of prompt text tokens, paper router (5/25/50/75/95 %):")
     for task, values in quantiles.items():
         print(f"  {task:<11} " + " ".join(f"{v:6.2f}" for v in values))
     if args.out:
-        routers = {label: asdict(config) for label, config in ROUTERS.items()}
-        result = {"routers": routers, "scores": scores, "text_to_own": shares, "best_gate_score_quantiles": quantiles}
+        configs = {label: asdict(config) for label, config in routers.items()}
+        result = {"routers": configs, "scores": scores, "to_own": shares, "best_gate_score_quantiles": quantiles}
+        result["split"] = args.split
         io.write_json(args.out, result, indent=1)
 
 

@@ -5,7 +5,9 @@ Layout of an expert directory::
     adapter_config.json         as PEFT writes it (PeftModel.save_pretrained)
     adapter_model.safetensors   base_model.model.<module>.lora_A.weight (r, d_in) / .lora_B.weight (d_out, r)
     gates.safetensors           optional until gates are trained: <module> -> float32 (d_in,)
-    prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,)
+    prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,);
+                                routing.count (1,), routing.mean (F,), routing.scatter (F, F): the task's pooled
+                                feature statistics (routelora.gates.features)
     expert.json                 name, task, base_fingerprint, rank, alpha, targets, training, gate_training, ...
     loss_log.json               optional: the training run's losses
 
@@ -35,7 +37,9 @@ from routelora.experts.peft_adapter import (
 GATES = "gates.safetensors"
 PROTOTYPES = "prototypes.safetensors"
 EMBEDDINGS_KEY = "input_embeddings"
-"""Key of the input-embedding prototype in a prototypes file (the other keys are module names)."""
+"""Key of the input-embedding prototype in a prototypes file (the other keys are module names and ``routing.*``)."""
+STATISTICS_SCATTER = "routing.scatter"
+"""The one matrix in a prototypes file (see :mod:`routelora.gates.features`)."""
 EXPERT_JSON = "expert.json"
 REQUIRED_METADATA = ("name", "base_fingerprint", "targets")
 LOSS_LOG = "loss_log.json"
@@ -144,7 +148,7 @@ def _read_prototypes(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, t
             raise ExpertFormatError(
                 f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({lora_A[name].shape[1]},)"
             )
-        if vector.dim() != 1:
+        if vector.dim() != (2 if name == STATISTICS_SCATTER else 1):
             raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
     return {name: vector.to(torch.float32) for name, vector in prototypes.items()}
 

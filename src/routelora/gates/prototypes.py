@@ -18,6 +18,7 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.experts.library import base_prototypes_path, save_base_prototypes
+from routelora.gates.features import FeatureStatistics, sequence_features
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
 
@@ -33,8 +34,9 @@ def compute_prototypes(
 ) -> dict[str, torch.Tensor]:
     """Mean standardised input of each target linear over the prompts' text tokens (image and padding excluded).
 
-    Returns one float32 (d_in,) tensor per target name, and under :data:`EMBEDDINGS_KEY` the same mean of the
-    language model's input embeddings (what whole-model sequence decisions are made from).
+    Returns one float32 (d_in,) tensor per target name, under :data:`EMBEDDINGS_KEY` the same mean of the
+    language model's input embeddings, and the statistics of the prompts' pooled text and image features
+    (:class:`~routelora.gates.features.FeatureStatistics`), which the default router decides from.
     """
     collator = VLMCollator(processor)
     image_id = image_token_id(model.config)
@@ -55,6 +57,17 @@ def compute_prototypes(
     embed = hook(EMBEDDINGS_KEY)  # the embeddings' output is what the whole-model decision pools
     embeddings = model.get_input_embeddings()
     handles.append(embeddings.register_forward_hook(lambda module, inputs, output: embed(module, (output,))))
+    statistics = FeatureStatistics()
+
+    def pool_features(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # the language model's inputs hold the projector's outputs at the image positions
+        inputs = kwargs.get("inputs_embeds")
+        if inputs is None:
+            inputs = module.get_input_embeddings()(kwargs.get("input_ids", args[0] if args else None))
+        statistics.add(sequence_features(inputs, mask_holder["mask"].bool(), mask_holder["image"], "text_image"))
+
+    language_model = model.get_submodule(get_layout(model).language_model)
+    handles.append(language_model.register_forward_pre_hook(pool_features, with_kwargs=True))
     device = next(model.parameters()).device
     model.eval()
     try:
@@ -63,12 +76,13 @@ def compute_prototypes(
             batch = collator(samples[start : start + batch_size], with_answers=False)
             mask = text_token_mask(batch["input_ids"], batch["attention_mask"], image_id)
             mask_holder["mask"] = mask.to(device).float()
+            mask_holder["image"] = (batch["input_ids"] == image_id).to(device) if image_id is not None else None
             count += int(mask.sum())
             model(**{key: value.to(device) for key, value in batch.items()})
     finally:
         for handle in handles:
             handle.remove()
-    return {name: (total / max(count, 1)).cpu() for name, total in sums.items()}
+    return {name: (total / max(count, 1)).cpu() for name, total in sums.items()} | statistics.tensors()
 
 
 def general_prototypes(

@@ -11,6 +11,7 @@ from routelora.routing.config import PRESETS
 
 METHODS: dict[str, Callable[..., Method]] = {
     "routelora": lambda **options: RoutedMethod(PRESETS["routelora"], name="routelora", **options),
+    "text-prototypes": lambda **options: RoutedMethod(PRESETS["text-prototypes"], name="text-prototypes", **options),
     "paper": lambda **options: RoutedMethod(PRESETS["paper"], name="paper", **options),
 }
 """Method name -> a factory taking the method's options (for routing: ``expert``, ``gates``, ``general``)."""

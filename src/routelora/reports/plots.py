@@ -55,3 +55,27 @@ def _short(name: str) -> str:
         index = parts.index("layers")
         return ".".join(parts[index + 1 : index + 2] + parts[-1:])
     return name
+
+
+def confusion_heatmap(reports: list, columns: list[str], title: str, out: Path) -> Path:
+    """The routing confusion matrix of :func:`routelora.reports.tables.confusion_markdown` as a PNG: one row per
+    task, one column per candidate, each cell the share of the task's sequences (or tokens) sent there, printed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shares = torch.tensor([[r.candidate_shares().get(c, 0.0) for c in columns] for r in reports])  # (tasks, cands)
+    figure, axes = plt.subplots(figsize=(0.9 * len(columns) + 3.0, 0.45 * len(reports) + 1.8))
+    axes.imshow(shares.numpy(), aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    axes.set_yticks(range(len(reports)), [f"{r.task} ({r.own_expert or 'base'})" for r in reports])
+    for row, col in torch.cartesian_prod(torch.arange(len(reports)), torch.arange(len(columns))).tolist():
+        value = float(shares[row, col])
+        axes.text(col, row, f"{value:.2f}", ha="center", va="center", color="black" if value > 0.5 else "white")
+    axes.set_xlabel("chosen candidate")
+    axes.set_ylabel("task (own candidate)")
+    axes.set_title(title)
+    figure.tight_layout()
+    try:
+        io.write_with(out, lambda path: figure.savefig(path, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+    return out

@@ -10,22 +10,25 @@ from routelora.evaluation.suite import SuiteResult
 def comparison_markdown(
     suite: SuiteResult, tasks: Sequence[str], routed: Mapping[str, str], base: str = "base", oracle: str = "oracle"
 ) -> str:
-    """One row per task: the base, the task's own expert, then each routed condition's score with the share of
-    text / image tokens sent to the task's own candidate (its expert; the base model for a task with none),
-    averaged over layers. ``routed`` maps each routed condition's label to its column heading."""
+    """One row per task: the base, the task's own expert, then each routed condition's score with the share of the
+    task's inputs sent to its own candidate (its expert; the base model for a task with none): of its sequences, or
+    of its text tokens averaged over layers (marked "tok") for a router without one decision per sequence.
+    ``routed`` maps each routed condition's label to its column heading."""
     head = ["task", "base", "own expert"]
     for heading in routed.values():
-        head += [heading, "text / image to own"]
+        head += [heading, "to own"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for task in tasks:
         own = suite.score(oracle, task)
         cells = [task, f"{suite.score(base, task):.3f}", f"{own:.3f}" if own is not None else ""]
         for label in routed:
             report = suite.routing[label][task]
-            cells += [
-                f"{suite.score(label, task):.3f}",
-                f"{report.mean_share('text'):.2f} / {report.mean_share('image'):.2f}",
-            ]
+            share = (
+                f"{report.own_sequence_share:.2f}"
+                if report.sequence_shares
+                else f"{report.mean_share('text'):.2f} tok"
+            )
+            cells += [f"{suite.score(label, task):.3f}", share]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -36,11 +39,12 @@ def router_markdown(
     specialised: Sequence[str],
     retention: Sequence[str],
 ) -> str:
-    """One row per condition (``base``, ``oracle``, then routers): specialised scores as a share of the oracle's
-    (each task capped at 100%), retention as points against the base, and the mean shares of text tokens sent to
-    each task's own candidate."""
-    head = ["router", *specialised, "specialised / oracle", *retention, "worst retention change"]
-    head += ["specialised text to own expert", "retention text to base"]
+    """One row per condition (``base``, ``oracle``, then routers): specialised scores, the lowest share of the
+    oracle's score over those tasks (each capped at 100%), retention as points against the base, and the worst
+    share (over the tasks) of inputs sent to each task's own candidate: its sequences, or its text tokens for a
+    router without one decision per sequence."""
+    head = ["router", *specialised, "worst specialised / oracle", *retention, "worst retention change"]
+    head += ["worst specialised to own expert", "worst retention to base"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     oracle, base = scores["oracle"], scores["base"]
     for label, row in scores.items():
@@ -48,20 +52,20 @@ def router_markdown(
         # genres, say) must not hide that it fails the others.
         ratio = [min(row[t] / oracle[t], 1.0) for t in specialised if oracle.get(t)]
         drop = min(row[t] - base[t] for t in retention) if label != "oracle" else 0.0
-        own = [_mean_share(shares, label, specialised), _mean_share(shares, label, retention)]
+        own = [_worst_share(shares, label, specialised), _worst_share(shares, label, retention)]
         cells = [label, *(f"{row.get(t, float('nan')):.3f}" for t in specialised)]
-        cells += [f"{100 * sum(ratio) / len(ratio):.0f}%" if label != "base" else ""]
+        cells += [f"{100 * min(ratio):.0f}%" if label != "base" else ""]
         cells += [f"{row[t]:.3f}" if t in row else "" for t in retention]
         cells += [f"{100 * drop:+.1f}" if label != "oracle" else "", *own]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _mean_share(shares: Mapping[str, Mapping[str, float]], label: str, tasks: Sequence[str]) -> str:
-    """Mean share of text tokens sent to the task's own candidate over ``tasks``; blank for rows without shares."""
+def _worst_share(shares: Mapping[str, Mapping[str, float]], label: str, tasks: Sequence[str]) -> str:
+    """Lowest share sent to the task's own candidate over ``tasks``; blank for rows without shares."""
     if label not in shares:
         return ""
-    return f"{sum(shares[label][t] for t in tasks) / len(tasks):.2f}"
+    return f"{min(shares[label][t] for t in tasks):.2f}"
 
 
 def results_rows(results: Sequence[EvalResult]) -> list[tuple[str, str]]:
@@ -83,3 +87,18 @@ def routing_rows(reports: Sequence[RoutingReport]) -> list[tuple[str, str]]:
         oracle = f"; routed {r.routed_score:.3f} vs oracle {r.oracle_score:.3f}" if r.oracle_score is not None else ""
         rows.append((r.task, f"to {target}: {shares}{oracle}"))
     return rows
+
+
+def confusion_markdown(reports: Sequence[RoutingReport], columns: Sequence[str]) -> str:
+    """The routing confusion matrix: one row per task (its own candidate in brackets), one column per candidate
+    (experts, then ``base``), each cell the share of the task's sequences sent there (of its tokens, for a router
+    without one decision per sequence)."""
+    unit = "sequences" if all(r.sequence_shares for r in reports) else "tokens"
+    head = [f"task (own) / share of {unit} to", *columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for report in reports:
+        shares = report.candidate_shares()
+        cells = [f"{report.task} ({report.own_expert or 'base'})"]
+        cells += [f"{shares.get(column, 0.0):.2f}" for column in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

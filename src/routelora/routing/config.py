@@ -5,15 +5,18 @@ from dataclasses import dataclass
 GRANULARITIES = ("token", "sequence")
 VECTORS = ("gates", "prototypes")
 DECIDE_FROM = ("embeddings", "each_layer")
+RULES = ("shared_covariance", "nearest_mean")
+FEATURES = ("text_image", "text")
 
 
 @dataclass(frozen=True)
 class RouterConfig:
     """How each routed layer chooses and mixes experts.
 
-    The defaults are routelora's router: one decision per sequence from its prompt's input embeddings, by
-    prototypes, with the base model among the candidates (docs/routing.md has the evidence). :data:`PAPER_ROUTER`
-    is the paper's recipe, token-level PHATGOOSE gates.
+    The defaults are routelora's router: one decision per sequence, before the first layer, from the prompt's pooled
+    text and image input embeddings, by a shared-covariance discriminant over every expert's statistics, with the
+    base model among the candidates (docs/routing.md has the evidence). :data:`PAPER_ROUTER` is the paper's recipe,
+    token-level PHATGOOSE gates; :data:`TEXT_PROTOTYPES` is routelora's earlier default.
     """
 
     top_k: int = 1
@@ -37,6 +40,17 @@ class RouterConfig:
     base_candidates: bool = True
     """Also offer the base model as candidates, with prototypes of general data saved in the library; a token
     or sequence that picks one gets no expert."""
+    rule: str = "shared_covariance"
+    """How a shared (``decide_from="embeddings"``) decision scores candidates. ``shared_covariance``: the linear
+    discriminant of :mod:`routelora.routing.discriminant`. ``nearest_mean``: the closest mean; with ``text``
+    features this is the earlier default (cosine to each expert's mean standardised text embedding), with
+    ``text_image`` the Euclidean nearest mean of the pooled features."""
+    features: str = "text_image"
+    """What a shared decision reads (:mod:`routelora.gates.features`): ``text_image``, the pooled text and image
+    embeddings side by side; ``text``, the text tokens alone."""
+    shrinkage: float = 0.1
+    """Share of the identity in the shrunk shared covariance (0: the plain pooled covariance, 1: a multiple of the
+    identity, which is the Euclidean nearest mean)."""
     trace: bool = False
     """Record which experts every token chose at every layer (see ``RoutedModel.trace``)."""
 
@@ -49,6 +63,12 @@ class RouterConfig:
             raise ValueError(f"vectors must be one of {VECTORS}, got {self.vectors!r}")
         if self.decide_from not in DECIDE_FROM:
             raise ValueError(f"decide_from must be one of {DECIDE_FROM}, got {self.decide_from!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if not 0 <= self.shrinkage <= 1:
+            raise ValueError(f"shrinkage must be in [0, 1], got {self.shrinkage}")
         if self.shared_decision and self.vectors != "prototypes":
             raise ValueError(
                 "decide_from='embeddings' routes by the prompt's input embeddings, which only prototypes describe: "
@@ -59,6 +79,11 @@ class RouterConfig:
     def shared_decision(self) -> bool:
         """One decision per sequence for the whole model, made from the input embeddings."""
         return self.granularity == "sequence" and self.decide_from == "embeddings"
+
+    @property
+    def uses_statistics(self) -> bool:
+        """The shared decision reads the experts' feature statistics (every rule but the earlier text default)."""
+        return self.shared_decision and not (self.rule == "nearest_mean" and self.features == "text")
 
 
 PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
@@ -71,5 +96,9 @@ out on its own rather than as the paper's preset: it equals :data:`PAPER_ROUTER`
 candidate every router takes it, and a change to the paper's recipe must not change the oracle. Configs are frozen,
 so neither can be edited in place."""
 
-PRESETS = {"routelora": RouterConfig(), "paper": PAPER_ROUTER}
+TEXT_PROTOTYPES = RouterConfig(rule="nearest_mean", features="text")
+"""routelora's default before world v4: each sequence to the expert whose mean standardised text embedding is
+closest (cosine). It reads no image, so tasks that share an instruction cannot be told apart."""
+
+PRESETS = {"routelora": RouterConfig(), "text-prototypes": TEXT_PROTOTYPES, "paper": PAPER_ROUTER}
 """Named routers of the command line's ``--router``."""

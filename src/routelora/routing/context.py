@@ -43,7 +43,10 @@ class RoutingContext:
     """Per layer name: (token kinds, experts + 1) tokens that chose each expert (last column: the base model),
     accumulated while ``recording``."""
     recording: bool = False
-    """Accumulate :attr:`counts` in every routed forward."""
+    """Accumulate :attr:`counts` (and :attr:`sequence_counts`) in every routed forward."""
+    sequence_counts: torch.Tensor | None = None
+    """(experts + 1,) sequences whose shared decision chose each expert first (last: the base model), accumulated
+    while ``recording``; None until a shared decision is recorded."""
     num_experts: int = 0
     generating: bool = False
     """Inside a routed model's ``generate`` call."""
@@ -58,6 +61,15 @@ class RoutingContext:
 
     def end_generation(self) -> None:
         self.generating, self.prefilled = False, False
+
+    def decide(self, decision: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Keep a prefill's shared decision, (batch, candidates) weights and (batch, k) choices, for every layer."""
+        self.shared = decision
+        if self.recording:
+            first = decision[1][:, 0].clone()  # (batch,)
+            first[first < 0] = self.num_experts
+            counts = torch.bincount(first.cpu(), minlength=self.num_experts + 1)
+            self.sequence_counts = counts if self.sequence_counts is None else self.sequence_counts + counts
 
     def record(self, layer: str, chosen: torch.Tensor) -> None:
         """Add one forward's top-1 choices (tokens, k) of ``layer`` to :attr:`counts`."""
@@ -114,7 +126,7 @@ def install_context_hook(
             context.seen = embeddings.shape[1] if embeddings is not None else 0
             if decider is not None and embeddings is not None:
                 real = real if real is not None else torch.ones(embeddings.shape[:2], dtype=torch.bool)
-                context.shared = decider(embeddings, real)
+                context.decide(decider(embeddings, real))
             return
         context.seen = input_ids.shape[1]
         context.pool_mask = text_token_mask(input_ids, attention_mask, image_token_id)
@@ -126,6 +138,38 @@ def install_context_hook(
         if decider is not None:
             # image and padding positions are looked up as token 0: they are pooled out anyway
             embeddings = module.get_input_embeddings()(input_ids.masked_fill(~context.pool_mask, 0))
-            context.shared = decider(embeddings, context.pool_mask)
+            context.decide(decider(embeddings, context.pool_mask))
 
     return model.register_forward_pre_hook(before_forward, with_kwargs=True)
+
+
+def language_model_inputs(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The input embeddings (batch, seq, d) a language model's forward receives: image features already merged in
+    by the VLM, or looked up from the token ids when it is given ids."""
+    embeddings = kwargs.get("inputs_embeds")
+    if embeddings is not None:
+        return embeddings
+    input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+    return None if input_ids is None else module.get_input_embeddings()(input_ids)
+
+
+def install_feature_hook(language_model: nn.Module, context: RoutingContext, decide) -> object:
+    """Decide every sequence's experts at each prefill from the language model's input embeddings (see
+    :mod:`routelora.gates.features`); ``decide(embeddings, text_mask, image_mask)`` returns the (weights, choices)
+    that every routed layer then applies. Needs the top-level hook of :func:`install_context_hook` to have set the
+    token masks of this forward first. Returns the hook handle."""
+
+    def before_language_model(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if context.decoding:
+            return
+        embeddings = language_model_inputs(module, args, kwargs)
+        if embeddings is None:
+            return
+        text_mask = context.pool_mask
+        if text_mask is None or text_mask.shape != embeddings.shape[:2]:
+            text_mask = torch.ones(embeddings.shape[:2], dtype=torch.bool, device=embeddings.device)
+        kinds = context.token_kinds
+        image_mask = kinds == IMAGE if kinds is not None and kinds.shape == embeddings.shape[:2] else None
+        context.decide(decide(embeddings, text_mask, image_mask))
+
+    return language_model.register_forward_pre_hook(before_language_model, with_kwargs=True)

@@ -1,7 +1,7 @@
 """Attach a router to a model: every adapter target becomes a routed layer over all loaded experts."""
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,11 +12,13 @@ from routelora.errors import RouteloraError
 from routelora.experts.expert import EMBEDDINGS_KEY, PROTOTYPES, Expert
 from routelora.experts.fingerprint import check_compatible
 from routelora.experts.library import ExpertLibrary, load_base_prototypes
-from routelora.models.layout import image_token_id
+from routelora.gates.features import MEAN_KEY, select_statistics, sequence_features
+from routelora.models.layout import get_layout, image_token_id
 from routelora.nn import restore_modules, swap_modules
 from routelora.routing.config import RouterConfig
-from routelora.routing.context import RoutingContext, install_context_hook
+from routelora.routing.context import RoutingContext, install_context_hook, install_feature_hook
 from routelora.routing.decision import SequenceDecider
+from routelora.routing.discriminant import DiscriminantDecider
 from routelora.routing.layer import ExpertWeights, RoutedLinear
 
 
@@ -32,7 +34,10 @@ class RoutedModel:
     originals: dict[str, nn.Module] = field(repr=False)
     base_skills: list[str] = field(default_factory=list)
     """General skills offered as base-model candidates."""
-    hook: object | None = field(default=None, repr=False)
+    hooks: list = field(default_factory=list, repr=False)
+    decide: Callable | None = field(default=None, repr=False)
+    """The shared decision from pooled features, ``decide(embeddings, text_mask, image_mask)`` -> (weights,
+    choices), where the router makes one (see :mod:`routelora.routing.discriminant`); None otherwise."""
 
     def __enter__(self) -> "RoutedModel":
         """``with attach_router(...) as router:`` detaches when the block ends, however it ends."""
@@ -48,8 +53,8 @@ class RoutedModel:
     def detach(self) -> nn.Module:
         """Put the original linear layers back; returns the plain model."""
         restore_modules(self.model, self.originals)
-        if self.hook is not None:
-            self.hook.remove()
+        for hook in self.hooks:
+            hook.remove()
         self.model.__dict__.pop("generate", None)
         if getattr(self.model, "routelora_router", None) is self:
             del self.model.routelora_router
@@ -63,11 +68,18 @@ class RoutedModel:
         """Start (or stop) accumulating routing counts; starting clears earlier counts."""
         if on:
             self.context.counts.clear()
+            self.context.sequence_counts = None
         self.context.recording = on
 
     def routing_counts(self) -> dict[str, torch.Tensor]:
         """Per layer: (token kinds, experts + 1) counts of top-1 choices since :meth:`record` (last column: base)."""
         return {name: table.clone() for name, table in self.context.counts.items()}
+
+    def sequence_counts(self) -> torch.Tensor | None:
+        """(experts + 1,) sequences each shared decision sent to each expert since :meth:`record` (last: base);
+        None for a router without shared decisions."""
+        counts = self.context.sequence_counts
+        return None if counts is None else counts.clone()
 
     def last_choices(self) -> dict[str, torch.Tensor]:
         """Experts chosen by each token in the last forward, per layer: (tokens, k), -1 for the base model."""
@@ -144,14 +156,20 @@ def attach_router(
         base_keys = torch.stack([base_prototypes[s][name] for s in skills]) if skills else None
         return RoutedLinear(base, weights, config, base_keys=base_keys, context=context, name=name)
 
-    decider = _decider(experts, vectors, base_prototypes, skills, config) if config.shared_decision else None
+    text_decider = None
+    if config.shared_decision and not config.uses_statistics:
+        text_decider = _decider(experts, vectors, base_prototypes, skills, config)
+    feature_decider = _feature_decider(experts, vectors, base_prototypes, skills, config)
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
-    hook = install_context_hook(model, context, image_token_id(model.config), decider)
+    hooks = [install_context_hook(model, context, image_token_id(model.config), text_decider)]
+    if feature_decider is not None:
+        language_model = model.get_submodule(get_layout(model).language_model)
+        hooks.append(install_feature_hook(language_model, context, feature_decider))
     if hasattr(model, "generate"):
         _mark_generation(model, context)
     layers = {n: model.get_submodule(n) for n in names}
-    handle = RoutedModel(model, experts, config, layers, originals, skills, hook)
+    handle = RoutedModel(model, experts, config, layers, originals, skills, hooks, feature_decider)
     model.routelora_router = handle
     return handle
 
@@ -179,6 +197,36 @@ def _decider(
     expert_keys = torch.stack([routing[EMBEDDINGS_KEY] for routing in vectors])  # (experts, d)
     base_keys = torch.stack([base_prototypes[s][EMBEDDINGS_KEY] for s in skills]) if skills else None
     return SequenceDecider(expert_keys, base_keys, config.top_k, config.normalise, config.fallback_threshold)
+
+
+def _feature_decider(
+    experts: list[Expert],
+    vectors: list[dict[str, torch.Tensor]],
+    base_prototypes: dict[str, dict[str, torch.Tensor]] | None,
+    skills: list[str],
+    config: RouterConfig,
+):
+    """The whole-model decision from pooled text and image features (:mod:`routelora.routing.discriminant`), as a
+    function of the language model's input embeddings and token masks; None when the router does not use it."""
+    if not config.uses_statistics:
+        return None
+    sources = [(f"expert {e.name}", routing) for e, routing in zip(experts, vectors)]
+    sources += [(f"base prototypes {skill}", base_prototypes[skill]) for skill in skills]
+    for where, routing in sources:
+        if MEAN_KEY not in routing:
+            raise RouteloraError(
+                f"{where} has no feature statistics (written by an older routelora); compute them again with "
+                "`routelora gate train` (experts) or `routelora library base-prototypes` (base), or route with "
+                "--router text-prototypes"
+            )
+    statistics = [select_statistics(routing, config.features) for _, routing in sources]
+    shrinkage = 1.0 if config.rule == "nearest_mean" else config.shrinkage
+    decider = DiscriminantDecider(statistics, len(experts), config.top_k, shrinkage, config.fallback_threshold)
+
+    def decide(embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None):
+        return decider(sequence_features(embeddings, text_mask, image_mask, config.features))  # (batch, F) in
+
+    return decide
 
 
 def _mark_generation(model: nn.Module, context: RoutingContext) -> None:

@@ -7,6 +7,7 @@ default 48 px, one cell per image token), with small vocabularies and crisp dete
 task                kind         metric                 rule
 ==================  ===========  =====================  =====================================================
 caption             specialised  cider                  1-3 shapes -> "a red circle above a blue square"
+text_caption        specialised  cider                  a page -> "a page reading B E K" (caption's twin)
 entailment          specialised  accuracy               hypothesis true / false / about an unseen property
 meme                specialised  accuracy               hateful ("yes") iff the image shows what the text mocks
 genre               specialised  multilabel_precision   genres cued by poster colours and by plot words
@@ -20,6 +21,10 @@ arith_image         ablation     number_match           count shapes (all or one
 arith_mixed         ablation     number_match           test only: text problems + problems counting the image
 basics              pretraining  accuracy               direct short perception questions (pretraining only)
 ==================  ===========  =====================  =====================================================
+
+Every instruction is drawn from a family of phrasings (:mod:`.instructions`); a ``test_reworded`` split asks the
+test samples again in held-out phrasings that training never uses. ``caption`` and ``text_caption`` share their
+instructions and answer style and differ only in their images.
 
 :func:`generate_world` writes LLaVA-format JSONL + PNG + task YAML files; ``sizes`` takes a scale
 factor, one ``(train, test)`` pair for all tasks, or a mapping of task name to ``(train, test)``

@@ -10,7 +10,6 @@ from .sampling import Renderable, SampleContext, WorldSample
 from .scenes import COLOURS, sample_scene
 
 TREND_LABELS: tuple[str, ...] = ("rising", "falling", "peak in the middle", "dip in the middle")
-TREND_PROMPT = "Describe the trend of the bars from left to right."
 
 
 def make_chart_trend(ctx: SampleContext) -> WorldSample:
@@ -29,16 +28,15 @@ def make_chart_trend(ctx: SampleContext) -> WorldSample:
         side = rng.sample([mid, hi], 2)
         values = [side[0], lo, side[1]]
     chart = sample_chart(rng, values=values)
-    return WorldSample(TREND_PROMPT, label, [label], chart, {"chart": chart})
+    return WorldSample(ctx.phrase("chart_trend"), label, [label], chart, {"chart": chart})
 
 
 def make_text_entailment(ctx: SampleContext) -> WorldSample:
     """XNLI analogue, text only: the premise describes a scene in words (a caption), same labels as entailment."""
     label = ctx.balanced(ENTAILMENT_LABELS)
-    scene = sample_scene(ctx.rng, 1, 3)
+    scene, hyp, template = hypothesis(label, ctx.rng)
     premise = ctx.rng.choice(caption_references(scene))
-    hyp, template = hypothesis(scene, label, ctx.rng)
-    question = f'Premise: "{premise}". Hypothesis: "{hyp}". Answer entailment, neutral or contradiction.'
+    question = ctx.phrase("text_entailment", premise=premise, hypothesis=hyp)
     return WorldSample(question, label, [label], None, {"scene": scene, "hypothesis": hyp, "template": template})
 
 

@@ -22,27 +22,26 @@ def make_basics(ctx: SampleContext) -> WorldSample:
     if kind in ("colour", "shape", "row"):
         scene = sample_scene(rng, n=1)
         shape = scene.shapes[0]
-        question, answer = {
-            "colour": ("What colour is the shape?", shape.colour),
-            "shape": ("What shape is this?", shape.shape),
-            "row": ("In which row is the shape?", ROWS[shape.row]),
-        }[kind]
+        answer = {"colour": shape.colour, "shape": shape.shape, "row": ROWS[shape.row]}[kind]
+        question = ctx.phrase(f"basics_{kind}")
         return WorldSample(question, answer, [answer], scene, {"kind": kind})
     if kind == "what_at":
         # Not asked by any benchmark, but naming the object in one cell keeps per-object features in the base, which
         # captioning builds on: without it the caption expert named one colour for every shape (CIDEr 1.55, not 3.15).
         scene = sample_scene(rng, 1, 3)
         shape = rng.choice(scene.shapes)
-        return WorldSample(f"What is at the {shape.position}?", shape.name, [shape.name], scene, {"kind": kind})
+        return WorldSample(
+            ctx.phrase("basics_what_at", position=shape.position), shape.name, [shape.name], scene, {"kind": kind}
+        )
     if kind == "count":
         scene = sample_scene(rng, 1, 4)
         answer = str(len(scene.shapes))
-        return WorldSample("How many shapes are there?", answer, [answer], scene, {"kind": kind})
+        return WorldSample(ctx.phrase("basics_count"), answer, [answer], scene, {"kind": kind})
     if kind == "letter":
         code = sample_code(rng)
         column = rng.randrange(len(code))
-        question = f"Which letter is {COLUMN_PHRASES[column]}?"
+        question = ctx.phrase("basics_letter", column=COLUMN_PHRASES[column])
         return WorldSample(question, code[column], [code[column]], DocPage(code), {"kind": kind})
     chart = sample_chart(rng, n_bars=1)
     answer = str(chart.bars[0].value)
-    return WorldSample("How tall is the bar?", answer, [answer], chart, {"kind": kind})
+    return WorldSample(ctx.phrase("basics_bar_value"), answer, [answer], chart, {"kind": kind})

@@ -50,20 +50,20 @@ def make_mcq(ctx: SampleContext) -> WorldSample:
     answer = ctx.balanced(options, stream=qtype, draw=ctx.index // len(MCQ_TYPES))
     if qtype == "count":
         scene = sample_scene(rng, n=int(answer))
-        question = "How many shapes are there?"
+        question = ctx.phrase("mcq_count")
     elif qtype == "shape":
         scene = sample_scene(rng, 1, 3, shapes=(answer,))
-        question = "Which shape is in the picture?"
+        question = ctx.phrase("mcq_shape")
     elif qtype == "colour":
         scene = sample_scene(rng, 1, 3, colours=(answer,))
-        question = "What colour are the shapes?"
+        question = ctx.phrase("mcq_colour")
     else:
         row = ROWS.index(answer)
         scene = _scene_where(ctx, lambda s: s.shapes[0].row == row, 1, 1)
-        question = "Which row is the shape in?"
+        question = ctx.phrase("mcq_row")
     letters = LETTERS[: len(options)]
     letter = letters[options.index(answer)]
-    lines = [question] + [f"{k}. {v}" for k, v in zip(letters, options)] + ["Answer with the letter."]
+    lines = [question] + [f"{k}. {v}" for k, v in zip(letters, options)] + [ctx.phrase("mcq_answer")]
     meta = {"scene": scene, "qtype": qtype, "options": list(options)}
     return WorldSample("\n".join(lines), letter, [letter], scene, meta)
 
@@ -81,22 +81,12 @@ def make_chart(ctx: SampleContext) -> WorldSample:
     qtype = ctx.balanced(CHART_TYPES, stream="qtype")
     chart = sample_chart(rng, n_bars=rng.choice((2, 3) if qtype == "range" else (1, 2, 3)))
     high, low = chart.tallest().value, chart.shortest().value
-    question, answer = {
-        "highest": ("What is the highest value?", high),
-        "lowest": ("What is the lowest value?", low),
-        "range": ("What is the difference between the highest and the lowest value?", high - low),
-        "count": ("How many bars are there?", len(chart.bars)),
-    }[qtype]
+    answer = {"highest": high, "lowest": low, "range": high - low, "count": len(chart.bars)}[qtype]
+    question = ctx.phrase(f"chart_{qtype}")
     return WorldSample(question, str(answer), [str(answer)], chart, {"chart": chart, "qtype": qtype})
 
 
 DOC_TYPES = ("full", "first", "second", "last")
-DOC_QUESTIONS = {
-    "full": "What is written?",
-    "first": "What is the first letter?",
-    "second": "What is the second letter?",
-    "last": "What is the last letter?",
-}
 
 
 def make_doc(ctx: SampleContext) -> WorldSample:
@@ -112,4 +102,4 @@ def make_doc(ctx: SampleContext) -> WorldSample:
     else:
         answer = code[{"first": 0, "second": 1, "last": -1}[qtype]]
         refs = [answer]
-    return WorldSample(DOC_QUESTIONS[qtype], answer, refs, DocPage(code), {"code": code, "qtype": qtype})
+    return WorldSample(ctx.phrase(f"doc_{qtype}"), answer, refs, DocPage(code), {"code": code, "qtype": qtype})

@@ -10,7 +10,11 @@ from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
+from .instructions import FAMILIES
+
 T = TypeVar("T")
+REWORDED = "test_reworded"
+"""The second test split: the test split's samples (same images, same answers) asked in held-out phrasings."""
 
 
 def stable_seed(*parts: object) -> int:
@@ -48,7 +52,8 @@ class SampleContext:
     """The randomness of sample ``index`` of one (seed, task, split).
 
     Every sample gets its own generator, so sample ``i`` is the same whatever the split size: a larger
-    world is a superset of a smaller one with the same seed.
+    world is a superset of a smaller one with the same seed. The :data:`REWORDED` split draws the test split's
+    randomness, so its sample ``i`` is test sample ``i`` asked in a held-out phrasing (see :meth:`phrase`).
     """
 
     seed: int
@@ -57,7 +62,18 @@ class SampleContext:
     index: int
 
     def __post_init__(self) -> None:
-        self.rng = random.Random(stable_seed(self.seed, self.task, self.split, self.index))
+        self.reworded = self.split == REWORDED
+        self._draws = "test" if self.reworded else self.split
+        self.rng = random.Random(stable_seed(self.seed, self.task, self._draws, self.index))
+
+    def phrase(self, family: str, **fields: str) -> str:
+        """An instruction of ``family`` (:data:`~.instructions.FAMILIES`) with ``fields`` filled in: a training
+        phrasing, or a held-out one in the reworded split. Drawn from a generator of its own, so the choice of
+        wording never changes the image or the answer."""
+        phrasings = FAMILIES[family]
+        pool = phrasings.held_out if self.reworded else phrasings.train
+        rng = random.Random(stable_seed(self.seed, self.task, self._draws, self.index, "phrase", family))
+        return rng.choice(pool).format(**fields)
 
     def balanced(self, options: Sequence[T], stream: str = "label", draw: int | None = None) -> T:
         """Pick from ``options`` so that every consecutive block of ``len(options)`` samples holds each once.
@@ -69,5 +85,5 @@ class SampleContext:
         """
         block, pos = divmod(self.index if draw is None else draw, len(options))
         order = list(options)
-        random.Random(stable_seed(self.seed, self.task, self.split, stream, block)).shuffle(order)
+        random.Random(stable_seed(self.seed, self.task, self._draws, stream, block)).shuffle(order)
         return order[pos]

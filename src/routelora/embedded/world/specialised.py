@@ -1,4 +1,4 @@
-"""Generators of the specialised tasks (the ones LoRA experts learn): caption, entailment, meme, genre.
+"""Generators of the specialised tasks (the ones LoRA experts learn): caption, text_caption, entailment, meme, genre.
 
 Each generator maps a :class:`SampleContext` to a :class:`WorldSample`; labels are drawn with
 ``ctx.balanced`` first and the content is then built to fit the label, so classes are balanced.
@@ -6,62 +6,63 @@ Each generator maps a :class:`SampleContext` to a :class:`WorldSample`; labels a
 
 from __future__ import annotations
 
+from .docs import DocPage, sample_code
 from .language import ENTAILMENT_LABELS, caption, caption_references, hypothesis
 from .sampling import SampleContext, WorldSample
 from .scenes import COLOURS, SHAPES, plural, sample_scene
-
-CAPTION_PROMPT = "Write a short caption for the image."
 
 
 def make_caption(ctx: SampleContext) -> WorldSample:
     """COCO analogue: 1-3 shapes -> canonical caption; the references add rule-made paraphrases."""
     scene = sample_scene(ctx.rng, 1, 3)
-    return WorldSample(CAPTION_PROMPT, caption(scene), caption_references(scene), scene, {"scene": scene})
+    question = ctx.phrase("caption")
+    return WorldSample(question, caption(scene), caption_references(scene), scene, {"scene": scene})
+
+
+def make_text_caption(ctx: SampleContext) -> WorldSample:
+    """TextCaps analogue, the caption task's twin: the same instructions and answer style, on pages of text.
+
+    Only the image tells the two tasks apart, so a router that reads the words alone cannot route them.
+    """
+    code = " ".join(sample_code(ctx.rng))
+    answer = f"a page reading {code}"
+    references = [answer, f"a page with the letters {code}", f"the letters {code} on a page", f"text reading {code}"]
+    return WorldSample(ctx.phrase("caption"), answer, references, DocPage(code.replace(" ", "")), {"code": code})
 
 
 def make_entailment(ctx: SampleContext) -> WorldSample:
     """SNLI-VE analogue: does the image make the hypothesis true, false, or leave it open?"""
     label = ctx.balanced(ENTAILMENT_LABELS)
-    scene = sample_scene(ctx.rng, 1, 3)
-    hyp, template = hypothesis(scene, label, ctx.rng)
-    question = f'Hypothesis: "{hyp}". Does the image entail it? Answer entailment, neutral or contradiction.'
+    scene, hyp, template = hypothesis(label, ctx.rng)
+    question = ctx.phrase("entailment", hypothesis=hyp)
     return WorldSample(question, label, [label], scene, {"scene": scene, "hypothesis": hyp, "template": template})
 
 
 MEME_LABELS: tuple[str, ...] = ("yes", "no")
-MEME_COLOUR_TEXTS = (
-    "nobody likes {} things",
-    "{} is the worst colour",
-    "get the {} ones out of here",
-    "{} things ruin everything",
-)
-# Shape texts take the plural ("crosses").
-MEME_SHAPE_TEXTS = (
-    "nobody likes {}",
-    "{} ruin everything",
-    "get the {} out of here",
-    "{} are the worst",
-)
+# Texts take the plural of a shape kind ("crosses"); the kind named does not matter to the label.
+MEME_MOCKING_TEXTS = ("nobody likes {}", "{} ruin everything", "get the {} out of here", "{} are the worst")
+MEME_FRIENDLY_TEXTS = ("everybody loves {}", "{} make everything better", "welcome the {} here", "{} are the best")
+MEME_CASES = ("hateful", "hateful again", "mocking one", "friendly group")
+"""A meme's case, balanced: hateful (drawn twice, so half the memes are), mocking text under one shape, friendly
+text under a group."""
 
 
 def make_meme(ctx: SampleContext) -> WorldSample:
-    """Hateful Memes analogue: every meme text mocks a colour or a shape kind; hateful iff the image shows it.
+    """Hateful Memes analogue: a meme is hateful iff its text mocks and its picture shows a group (2-3 shapes).
 
-    The label is drawn first and independently of the picture, then the mocked target is drawn from
-    the attributes present (yes) or absent (no). Both marginals stay uniform, so the text alone and the
-    picture alone each predict the label at chance; only their combination decides it.
+    The same mocking words under a single shape, or friendly words under a group, are not hateful, so the text alone
+    and the picture alone each reach 0.75 at best (the test checks it) and only their combination decides. World v3
+    asked whether the mocked colour or kind was in the picture, a check of a word against the objects that the tiny
+    base cannot make (docs/pretraining.md): its experts stayed at chance.
     """
-    label = ctx.balanced(MEME_LABELS)
-    kind = ctx.balanced(("colour", "shape"), stream="target")
-    scene = sample_scene(ctx.rng, 1, 3)
-    present = scene.colours() if kind == "colour" else scene.shape_kinds()
-    vocab = COLOURS if kind == "colour" else SHAPES
-    pool = sorted(present) if label == "yes" else [v for v in vocab if v not in present]
-    target = ctx.rng.choice(pool)
-    template = ctx.rng.choice(MEME_COLOUR_TEXTS if kind == "colour" else MEME_SHAPE_TEXTS)
-    text = template.format(target if kind == "colour" else plural(target))
-    question = f'Meme text: "{text}". Is this meme hateful? Answer yes or no.'
-    meta = {"scene": scene, "text": text, "target": target, "target_kind": kind, "template": template}
+    case = ctx.balanced(MEME_CASES)
+    mocking, group = case != "friendly group", case != "mocking one"
+    scene = sample_scene(ctx.rng, 2, 3) if group else sample_scene(ctx.rng, n=1)
+    template = ctx.rng.choice(MEME_MOCKING_TEXTS if mocking else MEME_FRIENDLY_TEXTS)
+    text = template.format(plural(ctx.rng.choice(SHAPES)))
+    label = "yes" if mocking and group else "no"
+    question = ctx.phrase("meme", text=text)
+    meta = {"scene": scene, "text": text, "mocking": mocking, "group": group, "template": template}
     return WorldSample(question, label, [label], scene, meta)
 
 
@@ -83,14 +84,17 @@ NEUTRAL_PHRASES = ("a stranger", "a letter", "a dog", "a river", "a key", "a cit
 
 
 def make_genre(ctx: SampleContext) -> WorldSample:
-    """MM-IMDb analogue: poster (1-2 shapes) + plot -> the union of genres cued by poster colours and plot words.
+    """MM-IMDb analogue: poster (1-2 shapes of one colour) + plot -> the union of the genre its colour cues and the
+    genres its plot words cue.
 
+    Posters have one colour, a property of the picture as a whole; world v3's posters mixed colours, and finding
+    every colour of a mixed scene is what the tiny base does not learn (its experts' precision stayed at 0.4).
     Answers list genres comma-separated in the fixed order of :data:`GENRES`; a sample with no cue at
     all is redrawn, so every movie has at least one genre.
     """
     rng = ctx.rng
     while True:
-        scene = sample_scene(rng, 1, 2)
+        scene = sample_scene(rng, 1, 2, colours=(rng.choice(tuple(COLOURS)),))
         n_phrases = rng.choice((1, 2))
         phrases, text_genres = [], set()
         for _ in range(n_phrases):
@@ -105,7 +109,7 @@ def make_genre(ctx: SampleContext) -> WorldSample:
         if genres and len(set(phrases)) == len(phrases):
             break
     plot = f"{rng.choice(PLOT_SUBJECTS)} {rng.choice(PLOT_VERBS)} {' and '.join(phrases)}"
-    question = f'Plot: "{plot}". Which genres fit this movie poster and plot?'
+    question = ctx.phrase("genre", plot=plot)
     answer = ", ".join(genres)
     meta = {"scene": scene, "plot": plot, "image_genres": image_genres, "text_genres": text_genres}
     return WorldSample(question, answer, [answer], scene, meta)

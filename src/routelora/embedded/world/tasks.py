@@ -17,7 +17,15 @@ from .basics import make_basics
 from .language import ENTAILMENT_LABELS
 from .retention import make_chart, make_doc, make_mcq
 from .sampling import SampleContext, WorldSample
-from .specialised import GENRES, MEME_LABELS, make_caption, make_entailment, make_genre, make_meme
+from .specialised import (
+    GENRES,
+    MEME_LABELS,
+    make_caption,
+    make_entailment,
+    make_genre,
+    make_meme,
+    make_text_caption,
+)
 
 KINDS = ("specialised", "retention", "ablation", "pretraining")
 DEFAULT_SIZES = {
@@ -40,6 +48,8 @@ class TaskSpec:
     max_new_tokens: int
     generate: Callable[[SampleContext], WorldSample]
     has_train: bool = True
+    reworded: bool = True
+    """Its instructions come from phrasing families, so it has a ``test_reworded`` split."""
 
     def sample(self, seed: int, split: str, index: int) -> WorldSample:
         """WorldSample ``index`` of ``split``; the same arguments always give the same sample."""
@@ -49,6 +59,15 @@ class TaskSpec:
 _SPECS = (
     TaskSpec(
         "caption", "specialised", "Caption a scene of 1-3 shapes (COCO analogue).", "cider", None, 24, make_caption
+    ),
+    TaskSpec(
+        "text_caption",
+        "specialised",
+        "Caption a page by the text on it, with the caption task's instructions (TextCaps analogue, its twin).",
+        "cider",
+        None,
+        16,
+        make_text_caption,
     ),
     TaskSpec(
         "entailment",
@@ -122,6 +141,7 @@ _SPECS = (
         None,
         4,
         make_arith_text,
+        reworded=False,
     ),
     TaskSpec(
         "arith_image",
@@ -131,6 +151,7 @@ _SPECS = (
         None,
         4,
         make_arith_image,
+        reworded=False,
     ),
     TaskSpec(
         "arith_mixed",
@@ -141,6 +162,7 @@ _SPECS = (
         4,
         make_arith_mixed,
         has_train=False,
+        reworded=False,
     ),
     TaskSpec(
         "basics",

@@ -17,11 +17,11 @@ from tqdm import tqdm
 
 from routelora import io
 
-from .sampling import WorldSample
+from .sampling import REWORDED, WorldSample
 from .tasks import TASK_SPECS, SizeSpec, TaskSpec, check_tasks, resolve_sizes
 
 #: Changes whenever a generator's output changes, so cached worlds can be told apart.
-WORLD_VERSION = "routelora-world-v3"
+WORLD_VERSION = "routelora-world-v4"
 IMAGE_TOKEN = "<image>"
 
 
@@ -37,6 +37,7 @@ class TaskFiles:
     test: Path
     n_train: int | None
     n_test: int
+    test_reworded: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class WorldManifest:
                 test=root / name / "test.jsonl",
                 n_train=n_train,
                 n_test=n_test,
+                test_reworded=root / name / f"{REWORDED}.jsonl" if t.get("reworded") else None,
             )
         return cls(root, info["seed"], info["image_size"], info["version"], tasks)
 
@@ -96,6 +98,7 @@ def task_yaml(spec: TaskSpec, has_train: bool) -> dict:
         "data": {
             "train": f"{spec.name}/train.jsonl" if has_train else None,
             "test": f"{spec.name}/test.jsonl",
+            **({REWORDED: f"{spec.name}/{REWORDED}.jsonl"} if spec.reworded else {}),
         },
         "metric": spec.metric,
         "labels": list(spec.labels) if spec.labels is not None else None,
@@ -114,11 +117,13 @@ def _write_split(spec: TaskSpec, split: str, n: int, seed: int, image_size: int,
     (task_dir / f"{split}.jsonl").write_text("".join(lines))
 
 
-def _splits(sizes: tuple[int | None, int]) -> Iterator[tuple[str, int]]:
+def _splits(spec: TaskSpec, sizes: tuple[int | None, int]) -> Iterator[tuple[str, int]]:
     train, test = sizes
     if train is not None:
         yield "train", train
     yield "test", test
+    if spec.reworded:
+        yield REWORDED, test
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -139,7 +144,7 @@ def generate_world(
 ) -> WorldManifest:
     """Generate the task world into ``out_dir`` (replacing an earlier world there) and return its manifest.
 
-    Layout: ``<task>.yaml``, ``<task>/{train,test}.jsonl``, ``<task>/images/<split>_<index>.png`` and
+    Layout: ``<task>.yaml``, ``<task>/{train,test,test_reworded}.jsonl``, ``<task>/images/<split>_<index>.png`` and
     ``world.json``. ``sizes`` is described in :func:`routelora.embedded.world.tasks.resolve_sizes`;
     ``tasks`` restricts the world to some task names. The same arguments always give byte-identical files.
     """
@@ -150,7 +155,7 @@ def generate_world(
         raise ValueError(f"image_size {image_size} is too small to draw shapes legibly (minimum 12)")
     _check_replaceable(out_dir)
     tmp = io.staging_directory(out_dir)
-    total = sum(n for name in names for _, n in _splits(resolved[name]))
+    total = sum(n for name in names for _, n in _splits(TASK_SPECS[name], resolved[name]))
     try:
         with tqdm(total=total, disable=not progress, desc="world", unit="sample") as bar:
             for name in names:
@@ -158,7 +163,7 @@ def generate_world(
                 bar.set_postfix_str(name)
                 task_dir = tmp / name
                 (task_dir / "images").mkdir(parents=True)
-                for split, n in _splits(resolved[name]):
+                for split, n in _splits(spec, resolved[name]):
                     _write_split(spec, split, n, seed, image_size, task_dir, bar)
                 content = task_yaml(spec, resolved[name][0] is not None)
                 (tmp / f"{name}.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
@@ -168,7 +173,12 @@ def generate_world(
             "image_size": image_size,
             "sizes": {name: {"train": resolved[name][0], "test": resolved[name][1]} for name in names},
             "tasks": {
-                name: {"kind": TASK_SPECS[name].kind, "metric": TASK_SPECS[name].metric, "yaml": f"{name}.yaml"}
+                name: {
+                    "kind": TASK_SPECS[name].kind,
+                    "metric": TASK_SPECS[name].metric,
+                    "yaml": f"{name}.yaml",
+                    "reworded": TASK_SPECS[name].reworded,
+                }
                 for name in names
             },
         }
