@@ -160,3 +160,30 @@ def test_cli_refuses_a_malformed_list():
     bench_cli.register(parser.add_subparsers(dest="command", required=True))
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "routing", "--experts", "1,x"])
+
+
+def test_decision_bench_times_every_preset_on_the_tiny_shape():
+    from routelora.bench.decision import bench_shape, random_experts
+    from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+    from routelora.routing.config import PRESETS
+    from routelora.routing.model import attach_router
+
+    row = bench_shape("tiny", experts=2, rank=4, batch=2, words=12, repeats=1, warmup=0)
+    assert row["base_s"] > 0 and row["tokens"] > 0 and 0 < row["decision_share"] < 1
+    assert all(row[f"{name}_ratio"] > 0 for name in PRESETS)
+    # the random experts route like trained ones: one of them at k=1 is the plain LoRA model
+    model, _ = build_tiny_vlm(TinyVLMRecipe(text_layers=1))
+    experts = random_experts(model, 2, 4)
+    assert experts[0].metadata["base_fingerprint"] and len(experts[0].lora_A) == 7
+    with attach_router(model, experts[:1], base_candidates=False) as router:
+        assert router.decide is not None
+
+
+@pytest.mark.parametrize(
+    "fields, message", [({"shapes": ("huge",)}, "shapes"), ({"repeats": 0}, "repeats"), ({"warmup": -1}, "warmup")]
+)
+def test_decision_config_refuses_bad_settings(fields, message):
+    from routelora.bench.config import DecisionBenchConfig
+
+    with pytest.raises(BenchConfigError, match=message):
+        DecisionBenchConfig(**fields)

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="evaluate the first N test samples of each task")
     parser.add_argument("--out", type=Path, help="write the scores and shares here as JSON")
     parser.add_argument("--split", default="test", help="test, or test_reworded (held-out instruction phrasings)")
-    parser.add_argument("--routers", help="comma-separated labels of ROUTERS to run (default: all)")
+    parser.add_argument("--routers", help="labels of ROUTERS to run, separated by semicolons (default: all)")
     parser.add_argument("--experts", help="comma-separated expert names to route between (default: the library's)")
     parser.add_argument("--no-gate-scores", action="store_true", help="skip the paper router's gate-score quantiles")
     parser.add_argument(
@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.unrelated:
         compare_unrelated(base, world, args.library, args.unrelated, args.limit, args.split, args.out)
         return
-    unknown = [label for label in (args.routers or "").split(",") if label and label not in ROUTERS]
+    unknown = [label for label in (args.routers or "").split(";") if label and label not in ROUTERS]
     if unknown:
         parser.error(f"--routers: unknown {unknown}; known: {', '.join(ROUTERS)}")
-    routers = ROUTERS if not args.routers else {label: ROUTERS[label] for label in args.routers.split(",")}
+    routers = ROUTERS if not args.routers else {label: ROUTERS[label] for label in args.routers.split(";")}
     experts = args.experts.split(",") if args.experts else None
     scores, shares = run_ablation(base, world, args.library, routers, args.limit, args.split, experts)
     print(router_markdown(scores, shares, SPECIALISED, RETENTION))
