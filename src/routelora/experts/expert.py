@@ -63,7 +63,8 @@ class Expert:
     """Full module name -> float32 gate vector ``v`` of shape (d_in,); None until gates are trained."""
     prototypes: dict[str, torch.Tensor] | None = None
     """Routing prototypes: full module name (and ``input_embeddings``) -> float32 mean standardised input of
-    shape (d,), over the expert's own task prompts; None until computed (see :mod:`routelora.gates.prototypes`)."""
+    shape (d,), over the expert's own task prompts, and the ``routing.*`` statistics of those prompts' pooled
+    features that the default router decides from; None until computed (see :mod:`routelora.gates.prototypes`)."""
     metadata: dict = field(default_factory=dict)
     """Contents of ``expert.json``."""
     adapter_config: dict | None = None
