@@ -59,7 +59,7 @@ def random_experts(model: nn.Module, count: int, rank: int, seed: int = 0) -> li
                 lora_A,
                 lora_B,
                 dict.fromkeys(lora_A, 2.0),
-                gates=dict(prototypes),
+                gates={name: prototypes[name] for name in layout.targets},
                 prototypes=prototypes,
                 metadata=metadata,
             )

@@ -35,6 +35,12 @@ class RoutingReport:
             self.sequence_shares.get(self.own_expert or "base", float("nan")) if self.sequence_shares else float("nan")
         )
 
+    @property
+    def own_share(self) -> float:
+        """Share of the task's inputs sent to its own candidate: of its sequences, or of its text tokens (mean over
+        layers) for a router without one decision per sequence."""
+        return self.own_sequence_share if self.sequence_shares else self.mean_share("text")
+
     def candidate_shares(self) -> dict[str, float]:
         """Where the task's inputs went: sequence shares where there are any, else shares of all tokens."""
         return self.sequence_shares or self.expert_shares

@@ -100,6 +100,11 @@ class SuiteResult:
         """Routed condition label -> task name -> share of its ``kind`` tokens sent to the task's own candidate."""
         return {label: {task: r.mean_share(kind) for task, r in rs.items()} for label, rs in self.routing.items()}
 
+    def own_shares(self) -> dict[str, dict[str, float]]:
+        """Routed condition label -> task name -> share of its inputs sent to the task's own candidate (of its
+        sequences, or of its text tokens for a router without one decision per sequence)."""
+        return {label: {task: r.own_share for task, r in rs.items()} for label, rs in self.routing.items()}
+
     def by_task(self) -> dict[str, dict[str, float]]:
         """Task name -> condition label -> headline score."""
         table: dict[str, dict[str, float]] = {}

@@ -64,7 +64,8 @@ def build_library(base: Path, world: Path, library: Path, limit_steps: int | Non
 
 
 def evaluate_all(
-    base: Path,
+    model,
+    processor,
     world: Path,
     library: Path,
     out: Path,
@@ -76,8 +77,8 @@ def evaluate_all(
     report of each router in ``routers`` (labels of :data:`ROUTERS`).
 
     Writes a routing heatmap per routed condition and task into ``out``, and the default router's confusion matrix.
+    ``model`` is the base the library was trained on, loaded once for every split.
     """
-    model, processor = load_vlm(base)
     experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
     conditions = [base_condition(), *oracle_conditions(experts)]
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     names = SPECIALISED + RETENTION
     results = {"router": asdict(DEFAULT_ROUTER), "splits": {}, "environment": package_versions()}
     sections = []
+    model, processor = load_vlm(base)
     for split, routers in SPLITS.items():
-        suite = evaluate_all(base, world, library.root, args.out, split, routers, args.limit)
+        suite = evaluate_all(model, processor, world, library.root, args.out, split, routers, args.limit)
         table = comparison_markdown(suite, names, {label: HEADINGS[label] for label in routers})
         reports = [suite.routing["routed"][name] for name in names]
         confusion = confusion_markdown(reports, suite.columns["routed"])

@@ -71,16 +71,10 @@ def run_ablation(
     scores = {
         label: {task: result.score for task, result in results.items()} for label, results in suite.results.items()
     }
-    shares = {label: {task: _own_share(r) for task, r in reports.items()} for label, reports in suite.routing.items()}
+    shares = suite.own_shares()
     for label in routers:
         print(f"{label}: " + ", ".join(f"{t} {s:.3f}" for t, s in scores[label].items()), flush=True)
     return scores, shares
-
-
-def _own_share(report) -> float:
-    """Share of sequences sent to the task's own candidate; of text tokens where the router has no per-sequence
-    decision."""
-    return report.own_sequence_share if report.sequence_shares else report.mean_share("text")
 
 
 def _bar(condition, task) -> bool | str:
@@ -124,21 +118,27 @@ def compare_unrelated(
     from routelora.gates.train import train_gates
 
     lib = ExpertLibrary(library)
+    model, processor = load_vlm(base)
     if task not in lib:
-        model, processor = load_vlm(base)
         config = load_task(world / f"{task}.yaml")
         expert, _ = train_expert(model, processor, config, EXPERT_RECIPE)
         lib.add(train_gates(model, processor, expert, config, GATE_RECIPE)[0], name=task)
-    others = [name for name in lib.names() if name != task]
-    default = {"routelora (default)": RouterConfig()}
-    without, _ = run_ablation(base, world, library, default, limit, split, others)
-    with_it, shares = run_ablation(base, world, library, default, limit, split, None)
-    label = "routelora (default)"
-    moved = {name: 100 * (with_it[label][name] - without[label][name]) for name in without[label]}
+    experts, base_prototypes = lib.load(), load_base_prototypes(library)
+    others = [expert for expert in experts if expert.name != task]
+    # One run of the suite, both routed conditions side by side: the base and the oracles are not needed here.
+    conditions = [
+        routed_condition("without", others, RouterConfig(), base_prototypes),
+        routed_condition("with", experts, RouterConfig(), base_prototypes),
+    ]
+    tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
+    suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit, progress=_bar)
+    scores = suite.by_condition()
+    moved = {name: 100 * (scores["with"][name] - scores["without"][name]) for name in scores["without"]}
     print(f"adding {task}: " + ", ".join(f"{name} {change:+.1f}" for name, change in moved.items()))
     if out:
-        io.write_json(out, {"without": without, "with": with_it, "moved_points": moved, "to_own": shares}, indent=1)
-    return {"without": without[label], "with": with_it[label]}
+        shares = suite.own_shares()
+        io.write_json(out, {**scores, "moved_points": moved, "to_own": shares}, indent=1)
+    return scores
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ shared covariance is the sum of the tasks' scatters and a new task adds its own 
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from routelora.experts.expert import STATISTICS_SCATTER as SCATTER_KEY
 from routelora.nn import standardise
@@ -25,6 +26,16 @@ projection whose values could change with a library version."""
 COUNT_KEY, MEAN_KEY = "routing.count", "routing.mean"
 """Where a task's statistics live in its prototypes file (and in the library's base prototypes), beside
 :data:`SCATTER_KEY`."""
+
+
+def language_model_inputs(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The input embeddings (batch, seq, d) a language model's forward receives (from a forward pre-hook's
+    arguments): image features already merged in by the VLM, or looked up from the token ids when it is given ids."""
+    embeddings = kwargs.get("inputs_embeds")
+    if embeddings is not None:
+        return embeddings
+    input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+    return None if input_ids is None else module.get_input_embeddings()(input_ids)
 
 
 def part_width(hidden: int) -> int:

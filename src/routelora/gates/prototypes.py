@@ -18,7 +18,7 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.experts.library import base_prototypes_path, save_base_prototypes
-from routelora.gates.features import FeatureStatistics, sequence_features
+from routelora.gates.features import FeatureStatistics, language_model_inputs, sequence_features
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
 
@@ -61,9 +61,7 @@ def compute_prototypes(
 
     def pool_features(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # the language model's inputs hold the projector's outputs at the image positions
-        inputs = kwargs.get("inputs_embeds")
-        if inputs is None:
-            inputs = module.get_input_embeddings()(kwargs.get("input_ids", args[0] if args else None))
+        inputs = language_model_inputs(module, args, kwargs)
         statistics.add(sequence_features(inputs, mask_holder["mask"].bool(), mask_holder["image"], "text_image"))
 
     language_model = model.get_submodule(get_layout(model).language_model)

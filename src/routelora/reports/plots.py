@@ -24,6 +24,11 @@ def routing_heatmap(shares: torch.Tensor, layer_names: list[str], columns: list[
     axes.set_xlabel("expert")
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label="share of tokens")
+    return _save_png(figure, out)
+
+
+def _save_png(figure, out: Path) -> Path:
+    """Write ``figure`` to ``out`` atomically (its folder made if needed) and close it."""
     figure.tight_layout()
     try:
         io.write_with(out, lambda path: figure.savefig(path, dpi=110, format="png"))
@@ -73,9 +78,4 @@ def confusion_heatmap(reports: list, columns: list[str], title: str, out: Path) 
     axes.set_xlabel("chosen candidate")
     axes.set_ylabel("task (own candidate)")
     axes.set_title(title)
-    figure.tight_layout()
-    try:
-        io.write_with(out, lambda path: figure.savefig(path, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
-    return out
+    return _save_png(figure, out)

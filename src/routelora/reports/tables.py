@@ -23,11 +23,7 @@ def comparison_markdown(
         cells = [task, f"{suite.score(base, task):.3f}", f"{own:.3f}" if own is not None else ""]
         for label in routed:
             report = suite.routing[label][task]
-            share = (
-                f"{report.own_sequence_share:.2f}"
-                if report.sequence_shares
-                else f"{report.mean_share('text'):.2f} tok"
-            )
+            share = f"{report.own_share:.2f}" + ("" if report.sequence_shares else " tok")
             cells += [f"{suite.score(label, task):.3f}", share]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import Cache
 
+from routelora.gates.features import language_model_inputs
 from routelora.models.layout import text_token_mask
 
 SEEN, PAD, IMAGE, PROMPT, GENERATED = -1, 0, 1, 2, 3
@@ -141,16 +142,6 @@ def install_context_hook(
             context.decide(decider(embeddings, context.pool_mask))
 
     return model.register_forward_pre_hook(before_forward, with_kwargs=True)
-
-
-def language_model_inputs(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor | None:
-    """The input embeddings (batch, seq, d) a language model's forward receives: image features already merged in
-    by the VLM, or looked up from the token ids when it is given ids."""
-    embeddings = kwargs.get("inputs_embeds")
-    if embeddings is not None:
-        return embeddings
-    input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
-    return None if input_ids is None else module.get_input_embeddings()(input_ids)
 
 
 def install_feature_hook(language_model: nn.Module, context: RoutingContext, decide) -> object:
