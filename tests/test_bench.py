@@ -187,3 +187,33 @@ def test_decision_config_refuses_bad_settings(fields, message):
 
     with pytest.raises(BenchConfigError, match=message):
         DecisionBenchConfig(**fields)
+
+
+def test_generate_bench_times_every_condition_and_routed_tokens_equal_peft(tmp_path):
+    """A few prompts on the tiny shape: every condition is timed, the default router sends the caption prompts to
+    the caption expert and the mcq ones to the base, and every routed condition's tokens equal PEFT's with the same
+    adapters (mixed batch, grouped by route, one expert; the large library chooses as the small one)."""
+    from routelora.bench.generate import EXPERT_TASKS, SKILL_TASKS, bench_shape, format_shape
+    from routelora.embedded.world import generate_world
+
+    world = tmp_path / "world"
+    generate_world(world, sizes=(20, 8), tasks=[*EXPERT_TASKS, *SKILL_TASKS], progress=False)
+    row = bench_shape("tiny", world, prompts=8, batch=4, new_tokens=2, experts=2, large_library=3, rank=4, repeats=1)
+    assert row["routes"] == {"__base__": 4, "caption": 4}
+    assert set(row["checks"].values()) == {1.0}, row["checks"]
+    for label, figures in row["conditions"].items():
+        assert figures["tokens_per_s"] > 0 and 0 < figures["prefill_s"] < figures["seconds"], label
+    assert row["conditions"]["base"]["ratio_to_base"] == 1.0
+    table = format_shape(row)
+    assert "| PEFT, mixed batch |" in table and "| routelora, 3 experts |" in table and "(target >= 0.9" in table
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"shapes": ("huge",)}, "shapes"), ({"new_tokens": 0}, "new_tokens"), ({"large_library": 2}, "large_library")],
+)
+def test_generate_config_refuses_bad_settings(fields, message):
+    from routelora.bench.config import GenerateBenchConfig
+
+    with pytest.raises(BenchConfigError, match=message):
+        GenerateBenchConfig(**fields)

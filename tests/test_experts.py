@@ -408,3 +408,27 @@ def test_predict_shows_the_routing(setup, tmp_path, capsys):
     assert "routing of the prompt tokens" in printed and "'<image>' x" in printed and "layers)" in printed
     assert main([*args[:5], "--image", str(root / "nope.png"), "--prompt", "hi"]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_grouped_generation_gives_each_sample_the_answer_of_its_route(setup):
+    """Evaluation decides every sample's route first and generates each route's samples together (merged): the
+    answers and the routing counts are those of the mixed batches, sample by sample."""
+    from routelora.evaluation.evaluate import generate_answers
+    from routelora.routing.grouping import decide_routes, route_batches
+
+    _, model, processor, tasks = setup
+    experts = [load_expert(directory) for _, directory in tasks.values()]
+    colour, shape = (load_split(task, "train").samples for task, _ in tasks.values())
+    samples = [s for pair in zip(colour[:4], shape[:4]) for s in pair]  # alternating, so batches are mixed
+    collator = VLMCollator(processor)
+    with attach_router(model, experts, base_candidates=False) as router:
+        routes = decide_routes(router, collator(samples, with_answers=False))[:, 0].tolist()
+        assert routes == [0, 1] * 4, "each task's prompts to its own expert"
+        assert route_batches(routes, 3) == [[0, 2, 4], [6], [1, 3, 5], [7]]
+        answers, counts = [], []
+        for grouped in (False, True):
+            router.record()
+            answers.append(generate_answers(model, collator, samples, 4, 3, False, group_by_route=grouped))
+            counts.append(router.sequence_counts())
+        assert answers[0] == answers[1] and torch.equal(counts[0], counts[1])
+        assert counts[0].tolist() == [4, 4, 0]

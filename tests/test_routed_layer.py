@@ -135,3 +135,94 @@ def test_per_sequence_experts_equal_the_dense_mixture():
                 want[row] += weights[row, index] * lora
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got[2], base(x[2]))
+
+
+def _dense(base: nn.Linear, experts: list[ExpertWeights], x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Every row's mixture written out: base plus each expert's update times the row's weight on it."""
+    want = base(x)
+    for row in range(x.shape[0]):
+        for index, expert in enumerate(experts):
+            want[row] += weights[row, index] * (x[row] @ expert.lora_A.T) @ expert.lora_B.T * expert.scaling
+    return want
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_a_uniform_batch_merges_its_experts_and_equals_the_unmerged_mixture(merge):
+    """Every sequence took the same two experts with the same weights: the layer merges them into its weight
+    (or not, with merge=False), gives the same output either way, and keeps the merged weight for the next batch
+    of that route but makes it again once the base weight changes."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(4)
+    base = nn.Linear(24, 16)
+    experts = _experts(24, 16, ranks=[4, 8, 2])
+    context = RoutingContext(num_experts=3)
+    layer = RoutedLinear(base, experts, RouterConfig(top_k=2, base_candidates=False, merge=merge), context=context)
+    weights = torch.tensor([[0.0, 0.6, 0.4]]).expand(3, -1)
+    chosen = torch.tensor([[1, 2]]).expand(3, -1)
+    x = torch.randn(3, 5, 24)
+    with torch.no_grad():
+        context.shared = (weights, chosen)
+        torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
+        planned = layer._planned[2]
+        assert (planned.merged is not None) == merge and (planned.fused is None) == merge
+        context.shared = (weights.clone(), chosen.clone())  # the next batch of the same route
+        layer(x)
+        assert (layer._planned[2] is planned) == merge, "a merged weight is reused for the same route"
+        base.weight.mul_(0.5)
+        torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
+
+
+def test_a_mixed_batch_computes_only_the_chosen_experts():
+    """Two sequences on expert 0, one on the base: the update gathers one expert (not all three), once."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(5)
+    base = nn.Linear(24, 16)
+    experts = _experts(24, 16, ranks=[4, 8, 2])
+    context = RoutingContext(num_experts=3)
+    layer = RoutedLinear(base, experts, RouterConfig(base_candidates=False), context=context)
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    context.shared = (weights, torch.tensor([[0], [-1], [0]]))
+    x = torch.randn(3, 4, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
+        planned = layer._planned[2]
+        assert planned.up.shape[0] == layer.rank and planned.row_scale.tolist()[1] == [0.0] * layer.rank
+        layer(x[:, :1])  # a decoding step reuses the prefill's gathered weights
+        assert layer._planned[2] is planned
+
+
+def test_one_expert_alone_is_merged_and_equals_its_lora():
+    from routelora.routing.config import ONE_EXPERT
+
+    torch.manual_seed(6)
+    base = nn.Linear(12, 10)
+    expert = _experts(12, 10, ranks=[3])
+    layer = RoutedLinear(base, expert, ONE_EXPERT)
+    x = torch.randn(7, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _dense(base, expert, x, torch.ones(7, 1)), atol=1e-5, rtol=1e-5)
+    assert layer._planned[2].merged is not None
+    unmerged = RoutedLinear(base, expert, RouterConfig(**{**ONE_EXPERT.__dict__, "merge": False}))
+    with torch.no_grad():
+        torch.testing.assert_close(unmerged(x), layer(x), atol=1e-5, rtol=1e-5)
+    assert unmerged._planned is None, "merge=False takes the token-level path"
+
+
+def test_many_distinct_experts_in_a_batch_are_gathered_per_row():
+    """Three sequences on three experts at k=1: computing all three for every row would cost more than each
+    row's own, so the layer gathers per row; the output is the same mixture."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(7)
+    base = nn.Linear(24, 16)
+    experts = _experts(24, 16, ranks=[4, 8, 2])
+    context = RoutingContext(num_experts=3)
+    layer = RoutedLinear(base, experts, RouterConfig(base_candidates=False), context=context)
+    weights = torch.eye(3)
+    context.shared = (weights, torch.tensor([[0], [1], [2]]))
+    x = torch.randn(3, 4, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
+    assert layer._planned[2].per_row

@@ -72,12 +72,50 @@ class DecisionBenchConfig:
     """``torch.set_num_threads`` for the run; None leaves torch's default."""
 
     def __post_init__(self) -> None:
-        self.shapes = tuple(self.shapes)
-        unknown = [shape for shape in self.shapes if shape not in DECISION_SHAPES]
-        if not self.shapes or unknown:
-            raise BenchConfigError(f"shapes must be some of {DECISION_SHAPES}, got {self.shapes}")
-        for name in ("experts", "rank", "batch", "words", "repeats"):
-            if getattr(self, name) < 1:
-                raise BenchConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.warmup < 0 or (self.threads is not None and self.threads < 1):
-            raise BenchConfigError("warmup must be at least 0 and threads at least 1")
+        _check_model_bench(self, ("experts", "rank", "batch", "words", "repeats"))
+
+
+def _check_model_bench(config, positive: tuple[str, ...]) -> None:
+    """The checks every whole-model benchmark's settings share: known shapes, positive counts, warm-up, threads."""
+    config.shapes = tuple(config.shapes)
+    unknown = [shape for shape in config.shapes if shape not in DECISION_SHAPES]
+    if not config.shapes or unknown:
+        raise BenchConfigError(f"shapes must be some of {DECISION_SHAPES}, got {config.shapes}")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise BenchConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.warmup < 0 or (config.threads is not None and config.threads < 1):
+        raise BenchConfigError("warmup must be at least 0 and threads at least 1")
+
+
+@dataclass
+class GenerateBenchConfig:
+    """What ``routelora bench generate`` measures: greedy generation of mixed prompts under every condition."""
+
+    shapes: tuple[str, ...] = DECISION_SHAPES
+    """Model shapes: ``tiny`` (the embedded base) and ``realistic`` (a language model 1024 wide with 8 layers)."""
+    prompts: int = 256
+    """Prompts on the tiny shape, caption and mcq taking turns."""
+    realistic_prompts: int = 64
+    """Prompts on the realistic shape (its prefills take seconds each on a CPU)."""
+    batch: int = 32
+    """Prompts per ``generate`` call."""
+    new_tokens: int = 16
+    """Tokens generated per prompt, exactly (min = max new tokens)."""
+    experts: int = 4
+    """Experts in the library every router routes over (at most 4 of them have their own task's statistics)."""
+    large_library: int = 64
+    """Experts in the large library, whose default-router throughput is compared with the small one's."""
+    rank: int = 8
+    """LoRA rank of every expert."""
+    repeats: int = 3
+    """Timed runs of the whole workload per condition; the figure is their median."""
+    warmup: int = 1
+    """Untimed runs per condition first."""
+    threads: int | None = None
+    """``torch.set_num_threads`` for the run; None leaves torch's default."""
+
+    def __post_init__(self) -> None:
+        _check_model_bench(self, ("prompts", "realistic_prompts", "batch", "new_tokens", "experts", "rank", "repeats"))
+        if self.large_library < self.experts:
+            raise BenchConfigError(f"large_library ({self.large_library}) must be at least experts ({self.experts})")

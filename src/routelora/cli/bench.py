@@ -1,5 +1,6 @@
 """``routelora bench routing``: what routing costs against the base layer, a per-expert loop and PEFT's Arrow;
-``routelora bench decision``: what the routers add to a whole prefill, decision included.
+``routelora bench decision``: what the routers add to a whole prefill, decision included; ``routelora bench
+generate``: generation throughput against the base and PEFT.
 
 Prints figures and checks them against the targets in words; it never fails on a slow figure.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
 if TYPE_CHECKING:
-    from routelora.bench.config import DecisionBenchConfig, RoutingBenchConfig
+    from routelora.bench.config import DecisionBenchConfig, GenerateBenchConfig, RoutingBenchConfig
 
 
 def _environment() -> dict[str, Any]:
@@ -123,6 +124,60 @@ def _run_decision(args: argparse.Namespace) -> None:
     print(bench_decision(config_from_arguments(args, DecisionBenchConfig)))
 
 
+def bench_generate(config: GenerateBenchConfig, json_path: Path | None = None) -> str:
+    """Run the generation benchmark and return its Markdown tables with a line per target and check.
+
+    Args:
+        config: shapes, workload and repeats to measure.
+        json_path: also write the configuration, environment and every figure there as JSON.
+    """
+    import torch
+
+    from routelora.bench.generate import bench_shape, format_shape
+    from routelora.embedded.cache import cached_world
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    load_before = os.getloadavg()[0]
+    world = cached_world(progress=False)
+    rows = []
+    for shape in config.shapes:
+        prompts = config.prompts if shape == "tiny" else config.realistic_prompts
+        row = bench_shape(
+            shape,
+            world,
+            prompts=prompts,
+            batch=config.batch,
+            new_tokens=config.new_tokens,
+            experts=config.experts,
+            large_library=config.large_library,
+            rank=config.rank,
+            repeats=config.repeats,
+            warmup=config.warmup,
+            progress=lambda step: print(step, file=sys.stderr, flush=True),
+        )
+        rows.append(row)
+    environment = {**_environment(), "load_average_1min_before": load_before}
+    if json_path is not None:
+        from routelora import io
+
+        io.write_json(json_path, {"config": asdict(config), "environment": environment, "rows": rows}, indent=1)
+    head = (
+        f"float32, CPU, torch {environment['torch']}, peft {environment['peft']}, {environment['threads']} threads; "
+        f"greedy, batch {config.batch}, exactly {config.new_tokens} new tokens; median of {config.repeats} after "
+        f"{config.warmup} warm-up; load average {load_before:.1f} before, {environment['load_average_1min']:.1f} after"
+    )
+    return "\n\n".join([head, *(format_shape(row) for row in rows)])
+
+
+def _run_generate(args: argparse.Namespace) -> None:
+    from routelora.bench.config import GenerateBenchConfig
+
+    print(bench_generate(config_from_arguments(args, GenerateBenchConfig), json_path=args.json))
+    if args.json is not None:
+        print(f"wrote {args.json}")
+
+
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the CLI.
 
@@ -137,7 +192,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
         "routed layer's memory per expert.",
     )
-    from routelora.bench.config import DecisionBenchConfig, RoutingBenchConfig
+    from routelora.bench.config import DecisionBenchConfig, GenerateBenchConfig, RoutingBenchConfig
 
     add_config_arguments(routing, RoutingBenchConfig)
     routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
@@ -151,3 +206,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(decision, DecisionBenchConfig)
     decision.set_defaults(run=_run_decision)
+    generate = benches.add_parser(
+        "generate",
+        help="generation throughput: base, every router, one expert, PEFT one adapter and mixed batches (CPU)",
+        description="Greedy generation of mixed caption and mcq prompts at fixed lengths on a random tiny base and "
+        "a random 1024-wide, 8-layer language model: tokens/s, ratio to base, prefill and decode seconds of the "
+        "base, every router preset, the default router grouped by route, a 64-expert library, one expert, and "
+        "PEFT with one adapter and with every adapter in a mixed batch; checks that the routed tokens equal PEFT's.",
+    )
+    add_config_arguments(generate, GenerateBenchConfig)
+    generate.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    generate.set_defaults(run=_run_generate)

@@ -14,6 +14,7 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.metrics import compute_metric
+from routelora.routing.grouping import decide_routes, route_batches, routed_model
 
 
 @dataclass
@@ -46,16 +47,34 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int = 32,
     progress: bool | str = True,
+    group_by_route: bool = True,
 ) -> list[str]:
-    """Greedy answers to ``samples``, generated in batches with the KV cache."""
+    """Greedy answers to ``samples``, generated in batches with the KV cache, in the samples' order.
+
+    With a router that decides once per sequence attached and ``group_by_route``, every sample's route is decided
+    first and the samples of one route are generated together (:mod:`routelora.routing.grouping`), so that each
+    batch merges its experts and runs at the base model's speed; the answers are those of each sample's route.
+    """
     model.eval()
     device = next(model.parameters()).device
-    answers: list[str] = []
+
+    def model_batch(chunk: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        return {key: value.to(device) for key, value in collator(chunk, with_answers=False).items()}
+
+    count = len(samples)
+    batches = [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
+    router = routed_model(model) if group_by_route else None
+    if router is not None:
+        routes = []
+        for indices in batches:
+            chosen = decide_routes(router, model_batch([samples[i] for i in indices]))  # (batch, k)
+            routes += [tuple(row) for row in chosen.tolist()]
+        batches = route_batches(routes, batch_size)
+    answers: list[str] = [""] * len(samples)
     description = progress if isinstance(progress, str) else "generating"
     with tqdm(total=len(samples), desc=description, disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start : start + batch_size]
-            batch = {key: value.to(device) for key, value in collator(chunk, with_answers=False).items()}
+        for indices in batches:
+            batch = model_batch([samples[i] for i in indices])
             output = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -64,8 +83,10 @@ def generate_answers(
                 pad_token_id=collator.pad_id,
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
-            answers += [text.strip() for text in collator.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-            bar.update(len(chunk))
+            texts = collator.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for index, text in zip(indices, texts):
+                answers[index] = text.strip()
+            bar.update(len(indices))
     return answers
 
 

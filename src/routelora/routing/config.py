@@ -53,6 +53,10 @@ class RouterConfig:
     identity, which is the Euclidean nearest mean)."""
     trace: bool = False
     """Record which experts every token chose at every layer (see ``RoutedModel.trace``)."""
+    merge: bool = True
+    """Where every sequence of a batch took the same experts (always, for one expert alone), add them into each
+    layer's weight once for the batch (``W + sum_i w_i s_i B_i A_i``) so that its forwards and decoding steps cost
+    exactly the base model's. Holds one merged copy of each adapted weight meanwhile; False never merges."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

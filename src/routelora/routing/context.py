@@ -25,6 +25,35 @@ SEEN, PAD, IMAGE, PROMPT, GENERATED = -1, 0, 1, 2, 3
 KIND_NAMES = ("pad", "image", "text", "generated")
 
 
+@dataclass(eq=False)
+class SequencePlan:
+    """What the routed layers compute for one shared decision: only the experts that some sequence chose."""
+
+    source: tuple[torch.Tensor, torch.Tensor]
+    """The decision it was made from, (batch, candidates) weights and (batch, k) choices."""
+    experts: torch.Tensor
+    """(u,) the distinct experts chosen by at least one sequence, ascending (u may be 0)."""
+    coefficients: torch.Tensor
+    """(batch, u) each sequence's weight on each of them (0 where it did not choose it)."""
+    uniform: bool
+    """Every sequence has the same coefficients, so a layer may merge them into its weight for the batch."""
+    key: tuple | None
+    """For a uniform plan, (experts, coefficients) as numbers: equal keys merge into equal weights, so a layer
+    reuses its merged weight from one batch to the next of the same route; None otherwise."""
+
+
+def plan_decision(decision: tuple[torch.Tensor, torch.Tensor]) -> SequencePlan:
+    """The :class:`SequencePlan` of a shared decision (one host sync: which experts were chosen)."""
+    weights, chosen = decision  # (batch, candidates), (batch, k)
+    experts = chosen[chosen >= 0].unique()  # (u,)
+    coefficients = weights[:, experts]  # (batch, u)
+    uniform = bool((coefficients == coefficients[:1]).all()) if coefficients.numel() else True
+    key = (
+        (tuple(experts.tolist()), tuple(coefficients[0].tolist()) if coefficients.numel() else ()) if uniform else None
+    )
+    return SequencePlan(decision, experts, coefficients, uniform, key)
+
+
 @dataclass
 class RoutingContext:
     """State shared by the routed layers of one model during one ``forward`` or ``generate``."""
@@ -55,6 +84,17 @@ class RoutingContext:
     """The current ``generate`` call has run its first (prefill) forward."""
     seen: int = 0
     """Positions of the current sequences routed so far (prompt and generated tokens)."""
+    plan_cache: SequencePlan | None = field(default=None, repr=False)
+
+    @property
+    def plan(self) -> SequencePlan | None:
+        """The :class:`SequencePlan` of the current shared decision (made once per decision, for every layer);
+        None without one."""
+        if self.shared is None:
+            return None
+        if self.plan_cache is None or self.plan_cache.source is not self.shared:
+            self.plan_cache = plan_decision(self.shared)
+        return self.plan_cache
 
     def begin_generation(self) -> None:
         """Mark the start of a ``generate`` call: its first forward decides, every later one reuses."""
@@ -109,7 +149,10 @@ def install_context_hook(
         start = cache.get_seq_length() if cache is not None else 0  # positions already in the cache
         context.decoding = (context.generating and context.prefilled) or start > 0
         if context.decoding:
-            if input_ids is None:
+            if not context.recording:  # token kinds only label recorded counts; a decoding step skips them
+                context.token_kinds = None
+                context.seen = max(context.seen, start + (input_ids.shape[1] if input_ids is not None else 1))
+            elif input_ids is None:
                 context.token_kinds = None
             else:
                 positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)  # (seq,)

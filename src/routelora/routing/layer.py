@@ -9,10 +9,32 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from routelora.nn import EPS, standardise, top_k_weights
 from routelora.routing.config import RouterConfig
-from routelora.routing.context import RoutingContext
+from routelora.routing.context import RoutingContext, SequencePlan, plan_decision
+
+
+@dataclass
+class PlannedWeights:
+    """A layer's weights for one :class:`SequencePlan`, made at its first forward and kept for the decoding steps
+    that follow (a decision's experts are gathered once per generation, not once per step)."""
+
+    merged: torch.Tensor | None = None
+    """(d_out, d_in) ``W + sum_i c_i s_i B_i A_i`` where every sequence has the same coefficients c."""
+    fused: torch.Tensor | None = None
+    """(d_out + u * rank, d_in) the base weight and the chosen experts' A, stacked, so that one product of the
+    input gives the base output and every ``A u``; None where no sequence takes an expert at this layer."""
+    fused_bias: torch.Tensor | None = None
+    """(d_out + u * rank,) the base bias, then zeros; None for a layer without bias."""
+    up: torch.Tensor | None = None
+    """(u * rank, d_out) the chosen experts' B, the LoRA scale folded in."""
+    row_scale: torch.Tensor | None = None
+    """(batch, u * rank) each sequence's coefficient on each chosen expert, repeated over its rank."""
+    per_row: bool = False
+    """So many distinct experts were chosen (more than twice top-k) that computing all of them for every row
+    would cost more than gathering each row's own: the layer gathers (:meth:`RoutedLinear._per_sequence_update`)."""
 
 
 @dataclass
@@ -101,6 +123,16 @@ class RoutedLinear(nn.Module):
         self.register_buffer("lora_B", stacked_B.reshape(-1, d_out).to(weight.device, weight.dtype), persistent=False)
         self.last_choice: torch.Tensor | None = None
         self.last_weights: torch.Tensor | None = None
+        self._planned: tuple[SequencePlan | tuple, int, PlannedWeights] | None = None
+        self._sequence_mode = config.granularity == "sequence" and context is not None
+        # A base layer with hooks (accelerate's offloading moves its weight in a hook) is always called as a
+        # module; one without is applied directly, which skips a module call per layer and decoding step.
+        hooked = hasattr(base, "_hf_hook") or base._forward_hooks or base._forward_pre_hooks
+        self._direct = not hooked
+        # One expert and no other candidate: every token takes it with weight 1, whatever the router.
+        self._alone = None
+        if self.num_candidates == 1 and config.fallback_threshold is None and config.merge:
+            self._alone = plan_decision((torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long)))
 
     @property
     def lora_A(self) -> torch.Tensor:
@@ -180,35 +212,102 @@ class RoutedLinear(nn.Module):
         """``y = W x + update``; x: (..., d_in). The update is made in one of three modes:
 
         1. Shared sequence decision (the default router): each sequence's experts were chosen once, before the
-           first layer, from its prompt's input embeddings (``context.shared``); only they are computed
-           (:meth:`_per_sequence_update`).
+           first layer, from its prompt's input embeddings (``context.shared``). Only the experts some sequence
+           chose are computed, gathered once per decision (:meth:`_planned_forward`); where every sequence chose
+           the same ones they are merged into the weight, and the forward costs the base layer's.
         2. Per-layer sequence decision (``decide_from="each_layer"``): score every token against the gate keys,
            pool the scores over the prompt's text tokens at prefill, keep the choice for the decoding steps
-           (:meth:`_sequence_weights`), then as in 1.
+           (:meth:`_sequence_weights`), then compute each sequence's own experts (:meth:`_per_sequence_update`).
         3. Token level (the paper): every token keeps its own top-k candidates and mixes the stacked experts'
            updates by their weights (:meth:`_token_level`). Sequence-level settings fall back to this for an
            input that is not (batch, seq, d_in), or in a layer without a routing context.
         """
-        result = self.base(x)  # (..., d_out)
-        sequence = self.config.granularity == "sequence" and x.dim() == 3 and self.context is not None
-        if not sequence:
-            return self._token_level(x, result)
-        if self.context.shared is not None:
-            weights, chosen = self.context.shared  # (batch, candidates), (batch, k)
-        else:
-            u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
-            _, raw = self._down(u)
-            weights, chosen = self._sequence_weights(x, self.scores_from(u, raw))  # (batch, candidates), (batch, k)
-        batch, seq = x.shape[0], x.shape[1]
-        self._keep_trace(
-            weights[:, None].expand(batch, seq, -1).flatten(0, 1), chosen[:, None].expand(batch, seq, -1).flatten(0, 1)
-        )
-        return result + self._per_sequence_update(x, weights, chosen)
+        if self._alone is not None and self._direct:
+            if self._recording():
+                ones = torch.ones(x.numel() // x.shape[-1], 1, device=x.device)  # (tokens, 1)
+                self._keep_trace(ones, torch.zeros_like(ones, dtype=torch.long))
+            return self._planned_forward(x, self._alone)
+        if not self._sequence_mode or x.dim() != 3:
+            return self._token_level(x, self.base(x))
+        shared = self.context.shared
+        if shared is not None:
+            if self._recording():
+                self._keep_sequence_trace(x, *shared)
+            plan = self.context.plan
+            if plan.coefficients.shape[0] == x.shape[0] and self._direct:
+                return self._planned_forward(x, plan)
+            return self.base(x) + self._per_sequence_update(x, *shared)
+        u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
+        _, raw = self._down(u)
+        weights, chosen = self._sequence_weights(x, self.scores_from(u, raw))  # (batch, candidates), (batch, k)
+        if self._recording():
+            self._keep_sequence_trace(x, weights, chosen)
+        return self.base(x) + self._per_sequence_update(x, weights, chosen)
+
+    def _planned_forward(self, x: torch.Tensor, plan: SequencePlan) -> torch.Tensor:
+        """Mode 1: x (batch, seq, d_in) -> (batch, seq, d_out) under the plan's experts and coefficients."""
+        planned = self._weights_for(plan)
+        if planned.merged is not None:
+            return F.linear(x, planned.merged, self.base.bias)
+        if planned.per_row:
+            return self.base(x) + self._per_sequence_update(x, *plan.source)
+        if planned.fused is None:
+            return F.linear(x, self.base.weight, self.base.bias)
+        batch, d_out = x.shape[0], self.base.out_features
+        both = F.linear(x, planned.fused, planned.fused_bias).view(batch, -1, planned.fused.shape[0])
+        result, hidden = both.split([d_out, planned.up.shape[0]], -1)  # (batch, seq, d_out), (batch, seq, u * r)
+        if planned.row_scale is not None:
+            hidden = hidden * planned.row_scale[:, None, :]
+        update = torch.addmm(result.flatten(0, 1), hidden.flatten(0, 1), planned.up)  # (batch * seq, d_out)
+        return update.view(*x.shape[:-1], d_out)
+
+    def _weights_for(self, plan: SequencePlan) -> PlannedWeights:
+        """This layer's :class:`PlannedWeights` for ``plan``, made once (again if the base weight changed)."""
+        weight = self.base.weight
+        cached = self._planned
+        # a uniform plan is known by its key, so the next batch of the same route reuses the merged weight
+        identity = plan.key if plan.key is not None and self.config.merge else plan
+        if cached is not None and cached[1] == weight._version and (cached[0] is identity or cached[0] == identity):
+            return cached[2]
+        experts = plan.experts.to(self.down.device)  # (u,)
+        coefficients = plan.coefficients.to(self.down.device)  # (batch, u)
+        present = self.available[experts]  # (u,) an expert without a LoRA here adds nothing
+        experts, coefficients = experts[present], coefficients[:, present]
+        planned = PlannedWeights()
+        if experts.numel():
+            n, r = self.num_experts, self.rank
+            down = self.lora_A.view(n, r, -1)[experts].flatten(0, 1)  # (u * rank, d_in)
+            up = self.lora_B.view(n, r, -1)[experts].flatten(0, 1)  # (u * rank, d_out)
+            scale = coefficients.repeat_interleave(r, dim=1).to(up.dtype)  # (batch, u * rank)
+            if plan.uniform and self.config.merge:
+                update = (up * scale[0, :, None]).float().T @ down.float()  # (d_out, d_in)
+                planned.merged = (weight.float() + update).to(weight.dtype)
+            elif experts.numel() > 2 * self.config.top_k:
+                planned.per_row = True
+            else:
+                planned.fused, planned.up = torch.cat([weight.detach(), down]), up
+                bias = self.base.bias
+                if bias is not None:
+                    planned.fused_bias = torch.cat([bias.detach(), bias.new_zeros(down.shape[0])])
+                if not bool((scale == 1).all()):
+                    planned.row_scale = scale
+        self._planned = (identity, weight._version, planned)
+        return planned
 
     def _down(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One product of the tokens u: (tokens, d_in) with :attr:`down`: every expert's ``A u`` (tokens,
         experts * rank) and every candidate's raw score (tokens, candidates)."""
         return (u @ self.down.T).split([self.num_experts * self.rank, self.num_candidates], -1)
+
+    def _recording(self) -> bool:
+        return self.config.trace or (self.context is not None and self.context.recording)
+
+    def _keep_sequence_trace(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> None:
+        """Per-sequence weights (batch, candidates) and choices (batch, k) kept as every token's."""
+        batch, seq = x.shape[0], x.shape[1]
+        self._keep_trace(
+            weights[:, None].expand(batch, seq, -1).flatten(0, 1), chosen[:, None].expand(batch, seq, -1).flatten(0, 1)
+        )
 
     def _token_level(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         """Each token's top-k experts by its own scores, their updates mixed into ``result`` (..., d_out)."""
