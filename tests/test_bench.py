@@ -108,14 +108,14 @@ def test_run_routing_bench_rows_have_every_figure():
     rows = run_routing_bench(RoutingBenchConfig(**TINY))
     assert [(row["experts"], row["top_k"]) for row in rows] == [(1, 1), (1, 2), (3, 1), (3, 2)]
     fields = {"d", "tokens", "rank", "experts", "top_k", "threads", "flop_bound", "spread", "arrow_note"}
-    fields |= {f"{peer}_ms" for peer in ("base", "routed", "loop", "arrow", "sequence")}
+    fields |= {f"{peer}_ms" for peer in ("base", "routed", "loop", "arrow", "sequence", "ia3")}
     fields |= {"routed_ratio", "routed_over_bound", "loop_ratio", "arrow_ratio", "speedup_vs_loop"}
-    fields |= {"extra_vs_loop", "sequence_ratio", "sequence_flop_bound"}
+    fields |= {"extra_vs_loop", "sequence_ratio", "sequence_flop_bound", "ia3_ratio"}
     fields |= {"speedup_vs_arrow", "loop_max_abs_diff", "mem_bytes_per_expert", "mem_all_buffers_per_expert"}
     fields |= {"mem_reference_bytes", "mem_ratio"}
     for row in rows:
         assert set(row) == fields
-        for peer in ("base", "routed", "loop", "arrow", "sequence"):
+        for peer in ("base", "routed", "loop", "arrow", "sequence", "ia3"):
             assert row[f"{peer}_ms"] > 0
         assert row["sequence_flop_bound"] == pytest.approx(1 + 2 * min(row["top_k"], row["experts"]) * 4 / D)
         assert row["arrow_note"] == ""

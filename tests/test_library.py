@@ -161,7 +161,7 @@ def test_library_add_list_show_remove(tmp_path, expert_dir):
     details = library.show("vqa")
     assert details["name"] == "vqa" and details["task"] == "caption" and details["ranks"] == [4]
     assert details["num_targets"] == 3 and details["has_gates"] is False and details["bytes"] > 0
-    assert details["lora_parameters"] == 4 * (32 + 32) + 4 * (32 + 16) + 4 * (64 + 32)
+    assert details["kind"] == "lora" and details["adapter_parameters"] == 4 * (32 + 32) + 4 * (32 + 16) + 4 * (64 + 32)
     with pytest.raises(LibraryError, match="already has an expert named 'vqa'"):
         library.add(expert_dir, name="vqa")
     library.add(expert_dir, name="vqa", overwrite=True)

@@ -226,3 +226,60 @@ def test_many_distinct_experts_in_a_batch_are_gathered_per_row():
     with torch.no_grad():
         torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
     assert layer._planned[2].per_row
+
+
+def _ia3_experts(d_in: int, d_out: int, seed: int = 1) -> list[ExpertWeights]:
+    """One (IA)^3 expert scaling the input and one scaling the output."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        ExpertWeights(None, None, 1.0, torch.randn(d_in, generator=g), 1 + 0.5 * torch.randn(d_in, generator=g), True),
+        ExpertWeights(None, None, 1.0, torch.randn(d_in, generator=g), 1 + 0.5 * torch.randn(d_out, generator=g)),
+    ]
+
+
+def _one(base: nn.Linear, expert: ExpertWeights, x: torch.Tensor) -> torch.Tensor:
+    """One expert alone, as PEFT computes it."""
+    if expert.ia3 is None:
+        return base(x) + (x @ expert.lora_A.T) @ expert.lora_B.T * expert.scaling
+    return base(x * expert.ia3) if expert.ia3_input else base(x) * expert.ia3
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_ia3_and_lora_experts_mix_per_sequence_as_their_outputs(merge):
+    """Sequences on a LoRA, an input-scaling and an output-scaling (IA)^3 expert, one each, and one on a LoRA and
+    an (IA)^3 expert at once: each row is the weighted mixture of those experts' own outputs; a uniform batch of
+    one (IA)^3 expert merges and equals it alone."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(8)
+    base = nn.Linear(12, 10)
+    experts = _experts(12, 10, ranks=[3]) + _ia3_experts(12, 10)
+    context = RoutingContext(num_experts=3)
+    config = RouterConfig(top_k=2, base_candidates=False, merge=merge)
+    layer = RoutedLinear(base, experts, config, context=context)
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.7, 0.0, 0.3]])
+    context.shared = (weights, torch.tensor([[0, -1], [1, -1], [2, -1], [0, 2]]))
+    x = torch.randn(4, 5, 12)
+    with torch.no_grad():
+        want = torch.stack([sum(w * _one(base, e, x[row]) for w, e in zip(weights[row], experts)) for row in range(4)])
+        torch.testing.assert_close(layer(x), want, atol=1e-5, rtol=1e-5)
+        for index in (1, 2):
+            uniform = torch.zeros(4, 3)
+            uniform[:, index] = 1.0
+            context.shared = (uniform, torch.full((4, 1), index))
+            torch.testing.assert_close(layer(x), _one(base, experts[index], x), atol=1e-5, rtol=1e-5)
+            assert (layer._planned[2].merged is not None) == merge
+
+
+def test_token_level_routing_mixes_ia3_experts_by_their_weights():
+    torch.manual_seed(9)
+    base = nn.Linear(12, 10)
+    experts = _experts(12, 10, ranks=[3]) + _ia3_experts(12, 10)
+    layer = RoutedLinear(base, experts, RouterConfig(top_k=1, granularity="token", vectors="gates", trace=True))
+    u = torch.randn(30, 12)
+    with torch.no_grad():
+        got = layer(u)
+        chosen = layer.last_choice[:, 0]
+        want = torch.stack([_one(base, experts[int(c)], u[t : t + 1])[0] for t, c in enumerate(chosen)])
+    assert len(set(chosen.tolist())) > 1, "the tokens must spread over the experts for the test to mean anything"
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -10,6 +10,8 @@ caption and mcq test prompts, alternating), in the same batches, on its own copy
   batched together (:mod:`routelora.routing.grouping`, what ``routelora eval`` does), decision pass included,
   and ``base, grouped batches``, the base on those same batches;
 * ``one expert``: routelora with one expert alone (the oracle of an evaluation), and PEFT with that adapter;
+* ``routelora, (IA)^3 experts``: the default router over (IA)^3 experts with the same statistics, and one of them
+  alone against PEFT with that IA3 adapter;
 * ``PEFT, mixed batch``: PEFT with every expert loaded and each row's adapter given by ``adapter_names``, the rows
   taking the adapters the default router chose for them (the base model where it chose none).
 
@@ -25,6 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.experts.expert import Expert, save_expert
+from routelora.experts.ia3 import ia3_targets
 from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY
 from routelora.gates.prototypes import compute_prototypes
 from routelora.models.layout import get_layout
@@ -189,13 +193,18 @@ def bench_shape(
     load = library_load(base, library, skills)
     one = attach_router(copy.deepcopy(base), small[:1], ONE_EXPERT)
     add("one expert", one.model, batches)
+    ia3 = [as_ia3(expert, base) for expert in small]
+    add("routelora, (IA)^3 experts", attach_router(copy.deepcopy(base), ia3, base_prototypes=skills).model, batches)
+    add("one (IA)^3 expert", attach_router(copy.deepcopy(base), ia3[:1], ONE_EXPERT).model, batches)
     with tempfile.TemporaryDirectory(prefix="routelora-bench-") as tmp:
         paths = [save_expert(expert, Path(tmp) / expert.name) for expert in small]
+        peft_ia3 = PeftModel.from_pretrained(copy.deepcopy(base), save_expert(ia3[0], Path(tmp) / "ia3"))
         peft_one = PeftModel.from_pretrained(copy.deepcopy(base), paths[0], adapter_name=small[0].name)
         peft_all = PeftModel.from_pretrained(copy.deepcopy(base), paths[0], adapter_name=small[0].name)
         for expert, path in zip(small[1:], paths[1:]):
             peft_all.load_adapter(path, adapter_name=expert.name)
     add("PEFT, one adapter", peft_one, batches)
+    add("PEFT, one (IA)^3 adapter", peft_ia3, batches)
     names = [small[row[0]].name if row[0] >= 0 else "__base__" for row in routes]
     mixed = [{"adapter_names": [names[i] for i in chunk]} for chunk in indices]
     add("PEFT, mixed batch", peft_all, batches, options=mixed)
@@ -234,6 +243,20 @@ def bench_shape(
     return row
 
 
+def as_ia3(expert: Expert, model: nn.Module) -> Expert:
+    """An (IA)^3 expert with ``expert``'s name and routing statistics, and random vectors near 1 on the (IA)^3
+    targets (keys, values and the feed-forward's down projection)."""
+    targets, inputs = ia3_targets(get_layout(model).targets)
+    generator = torch.Generator().manual_seed(len(expert.name))
+    sizes = {name: model.get_submodule(name).in_features for name in targets}
+    widths = {name: sizes[name] if name in inputs else model.get_submodule(name).out_features for name in targets}
+    vectors = {name: 1 + 0.1 * torch.randn(widths[name], generator=generator) for name in targets}
+    metadata = {**expert.metadata, "kind": "ia3", "input_sizes": sizes, "targets": targets}
+    gates = {name: torch.randn(sizes[name], generator=generator) for name in targets}
+    lora = {"lora_A": {}, "lora_B": {}, "scaling": {}, "adapter_config": None}
+    return replace(expert, **lora, gates=gates, metadata=metadata, ia3=vectors, ia3_input=tuple(inputs))
+
+
 def library_load(base: nn.Module, library: list[Expert], skills: dict) -> dict[str, float]:
     """Seconds to read a library of ``library`` from disk and attach the default router to it, and its size."""
     from routelora.experts.library import ExpertLibrary, save_base_prototypes
@@ -263,6 +286,7 @@ def token_checks(outputs: dict[str, list[torch.Tensor]], grouped_indices, indice
     peft = by_sample(outputs["PEFT, mixed batch"], indices)
     grouped = by_sample(outputs["routelora, grouped"], grouped_indices)
     one, peft_one = by_sample(outputs["one expert"], indices), by_sample(outputs["PEFT, one adapter"], indices)
+    ia3, peft_ia3 = (by_sample(outputs[label], indices) for label in ("one (IA)^3 expert", "PEFT, one (IA)^3 adapter"))
     big = by_sample(outputs[next(label for label in outputs if label.endswith(" experts"))], indices)
 
     def agree(a: dict, b: dict) -> float:
@@ -272,6 +296,7 @@ def token_checks(outputs: dict[str, list[torch.Tensor]], grouped_indices, indice
         "routelora_vs_peft_mixed": agree(mixed, peft),
         "grouped_vs_peft_mixed": agree(grouped, peft),
         "one_expert_vs_peft_one": agree(one, peft_one),
+        "one_ia3_vs_peft_ia3": agree(ia3, peft_ia3),
         "large_library_vs_small": agree(big, mixed),
     }
 
@@ -302,6 +327,9 @@ def target_lines(row: dict[str, Any]) -> list[str]:
         f"{row['large_library_disk_bytes'] / 2**20:.0f} MiB) and attached in {row['large_library_load_s']:.2f} s, "
         f"routed buffers {row['large_library_buffer_bytes'] / 2**20:.0f} MiB "
         f"({row['small_library_buffer_bytes'] / 2**20:.1f} MiB for {row['experts']})",
+        f"(IA)^3: the default router over (IA)^3 experts {ratios['routelora, (IA)^3 experts']:.3f}x base; one "
+        f"(IA)^3 expert {ratios['one (IA)^3 expert']:.3f}x against PEFT's one IA3 adapter "
+        f"{ratios['PEFT, one (IA)^3 adapter']:.3f}x",
         "same tokens as PEFT with the same adapters: "
         + ", ".join(f"{name} {100 * share:.0f}%" for name, share in row["checks"].items()),
     ]

@@ -10,7 +10,8 @@ Plain functions behind ``routelora bench routing``: it prints figures, it never 
   prototypes of the adapters rather than by gates, so it chooses other experts, but what it costs does not depend
   on which experts it chooses: it computes every expert for every token and mixes them with dense coefficients;
 * ``RoutedLinear`` under routelora's default router (one decision per sequence, made before the first layer):
-  only each sequence's own k experts are computed.
+  only each sequence's own k experts are computed;
+* ``RoutedLinear`` over (IA)^3 experts instead (output-scaling vectors, token-level like ``routed``).
 """
 
 import math
@@ -31,7 +32,7 @@ from routelora.routing.context import RoutingContext
 from routelora.routing.layer import ExpertWeights, RoutedLinear
 
 FLOAT32_BYTES = 4
-PEERS = ("base", "routed", "loop", "arrow", "sequence")
+PEERS = ("base", "routed", "loop", "arrow", "sequence", "ia3")
 SEQUENCE_LENGTH = 256  # tokens per sequence of the sequence-level peer (tokens / 256 sequences)
 
 
@@ -165,6 +166,10 @@ def _bench_one(
     picks = torch.rand(sequences, n, generator=g).topk(min(top_k, n), dim=-1)  # each sequence's own experts
     context.shared = (torch.zeros(sequences, n).scatter_(1, picks.indices, picks.values.softmax(-1)), picks.indices)
     fns["sequence"] = lambda: sequence_layer(x_sequences)
+    # the same experts as (IA)^3 vectors scaling the output (as on keys and values), token-level like "routed"
+    ia3 = [ExpertWeights(None, None, 1.0, e.gate, ia3=1 + 0.1 * torch.randn(d, generator=g)) for e in experts]
+    ia3_layer = RoutedLinear(base, ia3, router)
+    fns["ia3"] = lambda: ia3_layer(x)
     arrow_note = ""
     try:
         arrow = build_arrow_layer(base, experts, top_k, seed=config.seed)
@@ -196,6 +201,7 @@ def _bench_one(
         if ms["routed"] > 1.01 * ms["base"]
         else None,
         "sequence_ratio": ms["sequence"] / ms["base"],
+        "ia3_ratio": ms["ia3"] / ms["base"],
         "sequence_flop_bound": 1 + 2 * min(top_k, n) * r / d,
         "speedup_vs_arrow": ms["arrow"] / ms["routed"] if ms["arrow"] is not None else None,
         "spread": max(spread(values) for values in samples.values()),
@@ -258,6 +264,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("seq ms", "sequence_ms", ".2f"),
     ("seq/base", "sequence_ratio", ".3f"),
     ("seq bound", "sequence_flop_bound", ".3f"),
+    ("ia3/base", "ia3_ratio", ".3f"),
     ("mem/exp KiB", "mem_bytes_per_expert", "kib"),
     ("ref KiB", "mem_reference_bytes", "kib"),
     ("mem ratio", "mem_ratio", ".3f"),

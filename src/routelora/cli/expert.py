@@ -87,16 +87,16 @@ def _run_gate(args: argparse.Namespace) -> None:
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``expert`` and ``gate`` to the CLI; their training flags are the fields of ExpertTrainConfig and
     GateTrainConfig (:mod:`routelora.cli.config_args`)."""
-    from routelora.experts.config import ExpertTrainConfig
+    from routelora.experts.config import KINDS, ExpertTrainConfig
     from routelora.gates.config import GateTrainConfig
 
-    expert = subcommands.add_parser("expert", help="stage 1: LoRA experts")
+    expert = subcommands.add_parser("expert", help="stage 1: LoRA and (IA)^3 experts")
     expert_actions = expert.add_subparsers(dest="expert_command", metavar="ACTION", required=True)
-    train = expert_actions.add_parser("train", help="train a LoRA expert on one task's data")
+    train = expert_actions.add_parser("train", help="train a LoRA (or --kind ia3) expert on one task's data")
     train.add_argument("--base", required=True, help="base model directory or hub id")
     train.add_argument("--task", type=Path, required=True, help="task YAML file")
     train.add_argument("--out", type=Path, required=True, help="expert directory to create")
-    add_config_arguments(train, ExpertTrainConfig)
+    add_config_arguments(train, ExpertTrainConfig, choices={"kind": KINDS})
     add_model_arguments(train, positional=False)
     train.set_defaults(run=_run_expert)
 

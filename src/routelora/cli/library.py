@@ -143,7 +143,8 @@ def _run_show(args: argparse.Namespace) -> None:
             ("gate training", json.dumps(gate_training) if gate_training else "-"),
             ("training", json.dumps(details.get("training") or {})),
             ("scores", " ".join(_scores_text(details.get("scores") or {})) or "-"),
-            ("LoRA parameters", str(details["lora_parameters"])),
+            ("kind", details["kind"]),
+            ("adapter parameters", str(details["adapter_parameters"])),
             ("size on disk", f"{details['bytes']} bytes in {len(details['files'])} files"),
             ("created", f"{details.get('created')} (routelora {details.get('routelora_version')})"),
         ]

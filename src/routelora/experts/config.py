@@ -1,13 +1,20 @@
-"""Settings of stage 1, training one LoRA expert (no torch here: the command line builds its flags from them)."""
+"""Settings of stage 1, training one expert, LoRA or (IA)^3 (no torch here: the command line builds its flags from
+them)."""
 
 import math
 from dataclasses import dataclass
 
+KINDS = ("lora", "ia3")
+
 
 @dataclass
 class ExpertTrainConfig:
-    """LoRA expert training settings."""
+    """Expert training settings."""
 
+    kind: str = "lora"
+    """``lora``: a low-rank update on every linear of the language model's decoder layers. ``ia3``: (IA)^3 vectors
+    (T-Few) on the keys, values and feed-forward down projections (``routelora.experts.ia3``); rank, alpha and
+    dropout do not apply to it."""
     rank: int = 8
     """LoRA rank r."""
     alpha: float = 16.0
@@ -34,6 +41,8 @@ class ExpertTrainConfig:
     """Seed of LoRA initialisation and batch sampling."""
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.rank < 1 or self.alpha <= 0 or self.lr <= 0:
             raise ValueError("rank, alpha and lr must be positive")
         if not 0 <= self.dropout < 1:

@@ -3,7 +3,8 @@
 Layout of an expert directory::
 
     adapter_config.json         as PEFT writes it (PeftModel.save_pretrained)
-    adapter_model.safetensors   base_model.model.<module>.lora_A.weight (r, d_in) / .lora_B.weight (d_out, r)
+    adapter_model.safetensors   base_model.model.<module>.lora_A.weight (r, d_in) / .lora_B.weight (d_out, r);
+                                for an (IA)^3 expert <module>.ia3_l, (1, d_in) or (d_out, 1)
     gates.safetensors           optional until gates are trained: <module> -> float32 (d_in,)
     prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,);
                                 routing.count (1,), routing.mean (F,), routing.scatter (F, F): the task's pooled
@@ -25,6 +26,7 @@ import torch
 from routelora import io
 from routelora._version import __version__
 from routelora.errors import ExpertFormatError
+from routelora.experts.ia3 import ia3_state, is_ia3_config, minimal_ia3_config, read_ia3_adapter
 from routelora.experts.peft_adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -71,11 +73,40 @@ class Expert:
     """``adapter_config.json`` as read, written back unchanged by :func:`save_expert`; None builds a minimal one."""
     training_log: dict | None = None
     """Losses and settings of the training run (``loss_log.json``), where known."""
+    ia3: dict[str, torch.Tensor] | None = None
+    """For an (IA)^3 expert (``lora_A`` and ``lora_B`` then empty): full module name -> scaling vector ``l``, of
+    shape (d_in,) where it scales the module's input (:attr:`ia3_input`) and (d_out,) where it scales the output."""
+    ia3_input: tuple[str, ...] = ()
+    """The (IA)^3 modules whose input is scaled (PEFT's ``feedforward_modules``)."""
+
+    @property
+    def kind(self) -> str:
+        """``lora`` or ``ia3``."""
+        return "ia3" if self.ia3 is not None else "lora"
+
+    @property
+    def input_sizes(self) -> dict[str, int]:
+        """d_in of each adapted module (an output-scaling (IA)^3 vector does not show it: expert.json does)."""
+        if self.ia3 is None:
+            return {name: a.shape[1] for name, a in self.lora_A.items()}
+        stored = self.metadata.get("input_sizes") or {}
+        return {
+            name: vector.shape[0] if name in self.ia3_input else int(stored[name])
+            for name, vector in self.ia3.items()
+            if name in self.ia3_input or name in stored
+        }
+
+    @property
+    def parameters(self) -> int:
+        """Trained numbers in the adapter."""
+        if self.ia3 is not None:
+            return sum(vector.numel() for vector in self.ia3.values())
+        return sum(self.lora_A[n].numel() + self.lora_B[n].numel() for n in self.targets)
 
     @property
     def targets(self) -> list[str]:
         """Full names of the adapted modules, in module order."""
-        return list(self.lora_A)
+        return list(self.ia3) if self.ia3 is not None else list(self.lora_A)
 
     @property
     def ranks(self) -> dict[str, int]:
@@ -93,23 +124,23 @@ class Expert:
         return self.gates is not None
 
 
-def _read_gates(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _read_gates(path: Path, input_sizes: dict[str, int]) -> dict[str, torch.Tensor]:
     gates = io.read_safetensors(path, ExpertFormatError)
-    check_gates(gates, lora_A, path)
-    return {name: gates[name].to(torch.float32) for name in lora_A}
+    check_gates(gates, input_sizes, path)
+    return {name: gates[name].to(torch.float32) for name in input_sizes}
 
 
-def check_gates(gates: dict[str, torch.Tensor], lora_A: dict[str, torch.Tensor], where: Path | str) -> None:
-    """Exactly one (d_in,) gate per adapted module."""
+def check_gates(gates: dict[str, torch.Tensor], input_sizes: dict[str, int], where: Path | str) -> None:
+    """Exactly one (d_in,) gate per adapted module; ``input_sizes``: each module's d_in."""
     for name in gates:
-        if name not in lora_A:
+        if name not in input_sizes:
             raise ExpertFormatError(f"{where}: gate for {name}, which the adapter does not adapt")
-    for name, a in lora_A.items():
+    for name, size in input_sizes.items():
         if name not in gates:
             raise ExpertFormatError(f"{where}: no gate for adapted module {name}")
-        if tuple(gates[name].shape) != (a.shape[1],):
+        if tuple(gates[name].shape) != (size,):
             raise ExpertFormatError(
-                f"{where}: gate for {name} has shape {tuple(gates[name].shape)}, expected ({a.shape[1]},) (its d_in)"
+                f"{where}: gate for {name} has shape {tuple(gates[name].shape)}, expected ({size},) (its d_in)"
             )
 
 
@@ -121,33 +152,58 @@ def load_expert(path: str | Path) -> Expert:
             (DoRA, biases... the message names the field), or expert.json disagrees with the adapter.
     """
     path = Path(path)
-    config, lora_A, lora_B = read_adapter(path)
+    config_path = path / ADAPTER_CONFIG
+    ia3 = is_ia3_config(io.read_json(config_path, ExpertFormatError)) if config_path.is_file() else False
+    if ia3:
+        config, vectors, inputs = read_ia3_adapter(path)
+        lora_A, lora_B = {}, {}
+    else:
+        config, lora_A, lora_B = read_adapter(path)
+        vectors, inputs = None, []
     metadata_path = path / EXPERT_JSON
     metadata = io.read_json(metadata_path, ExpertFormatError)
-    for key in REQUIRED_METADATA:
+    for key in REQUIRED_METADATA + (("input_sizes",) if ia3 else ()):
         if key not in metadata:
             raise ExpertFormatError(f"{metadata_path} has no {key!r}")
     targets = metadata["targets"]
     if not isinstance(targets, list) or len(set(targets)) != len(targets):
         raise ExpertFormatError(f"{metadata_path}: targets must be a list of distinct module names")
-    for name in sorted(set(lora_A).symmetric_difference(targets), key=natural_key):
+    adapted = vectors if ia3 else lora_A
+    for name in sorted(set(adapted).symmetric_difference(targets), key=natural_key):
         where = f"in targets but not in {ADAPTER_WEIGHTS}" if name in targets else f"in {ADAPTER_WEIGHTS} only"
         raise ExpertFormatError(f"{metadata_path}: targets disagree with the adapter: {name} is {where}")
-    lora_A = {name: lora_A[name] for name in targets}
-    lora_B = {name: lora_B[name] for name in targets}
-    scaling = lora_scalings(config, {n: a.shape[0] for n, a in lora_A.items()}, path / ADAPTER_CONFIG)
-    gates = _read_gates(path / GATES, lora_A) if (path / GATES).exists() else None
-    prototypes = _read_prototypes(path / PROTOTYPES, lora_A) if (path / PROTOTYPES).exists() else None
-    log = io.read_json(path / LOSS_LOG, ExpertFormatError) if (path / LOSS_LOG).exists() else None
-    return Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, gates, prototypes, metadata, config, log)
+    if ia3:
+        vectors = {name: vectors[name] for name in targets}
+        scaling = {}
+        sizes = metadata["input_sizes"] if isinstance(metadata["input_sizes"], dict) else {}
+        for name in targets:
+            if name not in inputs and not isinstance(sizes.get(name), int):
+                raise ExpertFormatError(
+                    f"{metadata_path}: input_sizes has no integer for {name} (the d_in of each module, which an "
+                    "output-scaling (IA)^3 vector does not show); `routelora library add --peft` writes it"
+                )
+    else:
+        lora_A = {name: lora_A[name] for name in targets}
+        lora_B = {name: lora_B[name] for name in targets}
+        scaling = lora_scalings(config, {n: a.shape[0] for n, a in lora_A.items()}, path / ADAPTER_CONFIG)
+    expert = Expert(str(metadata["name"]), path, lora_A, lora_B, scaling, None, None, metadata, config, None)
+    expert.ia3, expert.ia3_input = vectors, tuple(inputs)
+    sizes = expert.input_sizes
+    if (path / GATES).exists():
+        expert.gates = _read_gates(path / GATES, sizes)
+    if (path / PROTOTYPES).exists():
+        expert.prototypes = _read_prototypes(path / PROTOTYPES, sizes)
+    if (path / LOSS_LOG).exists():
+        expert.training_log = io.read_json(path / LOSS_LOG, ExpertFormatError)
+    return expert
 
 
-def _read_prototypes(path: Path, lora_A: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _read_prototypes(path: Path, input_sizes: dict[str, int]) -> dict[str, torch.Tensor]:
     prototypes = io.read_safetensors(path, ExpertFormatError)
     for name, vector in prototypes.items():
-        if name in lora_A and tuple(vector.shape) != (lora_A[name].shape[1],):
+        if name in input_sizes and tuple(vector.shape) != (input_sizes[name],):
             raise ExpertFormatError(
-                f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({lora_A[name].shape[1]},)"
+                f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({input_sizes[name]},)"
             )
         if vector.dim() != (2 if name == STATISTICS_SCATTER else 1):
             raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
@@ -197,10 +253,10 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
         ExpertFormatError: the gates do not match the expert's modules and input sizes, or a file is broken.
     """
     expert_dir = Path(expert_dir)
-    _, lora_A, _ = read_adapter(expert_dir)
+    sizes = load_expert(expert_dir).input_sizes
     metadata = io.read_json(expert_dir / EXPERT_JSON, ExpertFormatError)
     tensors = _float32(gates)
-    check_gates(tensors, lora_A, "gates")
+    check_gates(tensors, sizes, "gates")
     io.write_safetensors(expert_dir / GATES, tensors)
     metadata["gate_training"] = gate_training
     write_expert_json(expert_dir, metadata)
@@ -209,19 +265,21 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
 def save_routing(expert_dir: str | Path, expert: Expert) -> None:
     """Write ``expert``'s gates, prototypes and ``expert.json`` into its existing directory, each atomically; the
     adapter files there are left untouched (the gates are checked against them)."""
-    _, lora_A, _ = read_adapter(Path(expert_dir))
-    _write_routing_files(expert, Path(expert_dir), lora_A)
+    _write_routing_files(expert, Path(expert_dir), load_expert(expert_dir).input_sizes)
 
 
-def _write_routing_files(expert: Expert, directory: Path, lora_A: dict[str, torch.Tensor]) -> None:
-    """Gates (checked against ``lora_A``), prototypes and ``expert.json``: what stage 2 adds to an expert."""
+def _write_routing_files(expert: Expert, directory: Path, input_sizes: dict[str, int]) -> None:
+    """Gates (checked against ``input_sizes``), prototypes and ``expert.json``: what stage 2 adds to an expert."""
     if expert.gates is not None:
         gates = _float32(expert.gates)
-        check_gates(gates, lora_A, f"gates of expert {expert.name!r}")
+        check_gates(gates, input_sizes, f"gates of expert {expert.name!r}")
         io.write_safetensors(directory / GATES, gates)
     if expert.prototypes is not None:
         io.write_safetensors(directory / PROTOTYPES, _float32(expert.prototypes))
-    write_expert_json(directory, {**expert.metadata, "name": expert.name, "targets": expert.targets})
+    metadata = {**expert.metadata, "name": expert.name, "targets": expert.targets}
+    if expert.ia3 is not None:
+        metadata |= {"kind": "ia3", "input_sizes": input_sizes}
+    write_expert_json(directory, metadata)
 
 
 def _minimal_adapter_config(expert: Expert) -> dict:
@@ -242,15 +300,20 @@ def _minimal_adapter_config(expert: Expert) -> dict:
 
 def write_expert_files(expert: Expert, directory: Path) -> None:
     """Write every file of ``expert`` into the existing (empty, temporary) ``directory``."""
-    weights = {}
-    for name in expert.targets:
-        weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = expert.lora_A[name]
-        weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = expert.lora_B[name]
-    io.write_json(directory / ADAPTER_CONFIG, expert.adapter_config or _minimal_adapter_config(expert))
+    if expert.ia3 is not None:
+        weights = ia3_state(expert.ia3, list(expert.ia3_input))
+        config = expert.adapter_config or minimal_ia3_config(expert.targets, list(expert.ia3_input))
+    else:
+        weights = {}
+        for name in expert.targets:
+            weights[f"{PEFT_PREFIX}{name}.lora_A.weight"] = expert.lora_A[name]
+            weights[f"{PEFT_PREFIX}{name}.lora_B.weight"] = expert.lora_B[name]
+        config = expert.adapter_config or _minimal_adapter_config(expert)
+    io.write_json(directory / ADAPTER_CONFIG, config)
     io.write_safetensors(directory / ADAPTER_WEIGHTS, weights)
     if expert.training_log is not None:
         io.write_json(directory / LOSS_LOG, expert.training_log, indent=1)
-    _write_routing_files(expert, directory, expert.lora_A)
+    _write_routing_files(expert, directory, expert.input_sizes)
 
 
 def save_expert(expert: Expert, path: str | Path, overwrite: bool = False) -> Path:

@@ -175,6 +175,33 @@ def check_shapes(
                 )
 
 
+def check_ia3_shapes(
+    model: nn.Module,
+    vectors: dict[str, torch.Tensor],
+    inputs: tuple[str, ...] | list[str],
+    gates: dict[str, torch.Tensor] | None,
+    where: str,
+) -> None:
+    """Every (IA)^3 module is an adapter target of ``model``, its vector as wide as what it scales."""
+    layout = get_layout(model)
+    for name, vector in vectors.items():
+        problem = target_problem(model, layout, name)
+        if problem:
+            raise IncompatibleExpertError(f"{where}: {problem}")
+        d_out, d_in = _linear_shape(model.get_submodule(name))
+        side, size = ("input", d_in) if name in inputs else ("output", d_out)
+        if tuple(vector.shape) != (size,):
+            raise IncompatibleExpertError(
+                f"{where}: module {name} is {d_out}x{d_in} (d_out x d_in) in this model, but its (IA)^3 vector, "
+                f"which scales the {side}, has shape {tuple(vector.shape)} instead of ({size},)"
+            )
+        gate = (gates or {}).get(name)
+        if gate is not None and tuple(gate.shape) != (d_in,):
+            raise IncompatibleExpertError(
+                f"{where}: module {name} takes {d_in} inputs, but its gate is {tuple(gate.shape)}"
+            )
+
+
 def check_compatible(expert: "Expert", model: nn.Module, fingerprint: str | None = None) -> None:
     """Refuse an expert that does not fit ``model``.
 
@@ -194,4 +221,7 @@ def check_compatible(expert: "Expert", model: nn.Module, fingerprint: str | None
         raise IncompatibleExpertError(
             f"{where} was trained on another base model: fingerprint {expected}, this model is {actual}"
         )
-    check_shapes(model, expert.lora_A, expert.lora_B, expert.gates, where)
+    if expert.ia3 is not None:
+        check_ia3_shapes(model, expert.ia3, expert.ia3_input, expert.gates, where)
+    else:
+        check_shapes(model, expert.lora_A, expert.lora_B, expert.gates, where)

@@ -26,7 +26,14 @@ from routelora.experts.expert import (
     write_expert_files,
     write_expert_json,
 )
-from routelora.experts.fingerprint import IncompatibleExpertError, base_fingerprint, check_compatible, check_shapes
+from routelora.experts.fingerprint import (
+    IncompatibleExpertError,
+    base_fingerprint,
+    check_compatible,
+    check_ia3_shapes,
+    check_shapes,
+)
+from routelora.experts.ia3 import is_ia3_config, read_ia3_adapter
 from routelora.experts.peft_adapter import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -101,7 +108,8 @@ class ExpertLibrary:
             "ranks": sorted(set(expert.ranks.values())),
             "num_targets": len(expert.targets),
             "has_gates": expert.has_gates,
-            "lora_parameters": sum(expert.lora_A[n].numel() + expert.lora_B[n].numel() for n in expert.targets),
+            "kind": expert.kind,
+            "adapter_parameters": expert.parameters,
             "gate_parameters": sum(gate.numel() for gate in (expert.gates or {}).values()),
             "files": files,
             "bytes": sum(files.values()),
@@ -273,6 +281,8 @@ def expert_from_peft(peft_dir: str | Path, name: str, base_model: nn.Module) -> 
             not exist, has other shapes, or lies outside the language model (e.g. in the vision encoder).
     """
     peft_dir = Path(peft_dir).expanduser()
+    if is_ia3_config(io.read_json(peft_dir / ADAPTER_CONFIG, ExpertFormatError)) if peft_dir.is_dir() else False:
+        return _ia3_expert_from_peft(peft_dir, name, base_model)
     config, lora_A, lora_B = read_adapter(peft_dir)
     modules = [module_name for module_name, _ in base_model.named_modules()]
     renames = {}
@@ -306,6 +316,24 @@ def expert_from_peft(peft_dir: str | Path, name: str, base_model: nn.Module) -> 
     metadata = expert_metadata(name, name, base_fingerprint(base_model), order, max(ranks.values()), alpha, training)
     scaling = lora_scalings(adapter_config, ranks, peft_dir / ADAPTER_CONFIG)
     return Expert(name, None, lora_A, lora_B, scaling, metadata=metadata, adapter_config=adapter_config)
+
+
+def _ia3_expert_from_peft(peft_dir: Path, name: str, base_model: nn.Module) -> Expert:
+    """An (IA)^3 expert from an IA3 adapter trained elsewhere with PEFT (modules by full name, in model order)."""
+    config, vectors, inputs = read_ia3_adapter(peft_dir)
+    modules = [module_name for module_name, _ in base_model.named_modules()]
+    order = [module for module in modules if module in vectors] + [m for m in vectors if m not in modules]
+    vectors = {module: vectors[module] for module in order}
+    check_ia3_shapes(base_model, vectors, inputs, None, str(peft_dir / ADAPTER_WEIGHTS))
+    sizes = {module: base_model.get_submodule(module).in_features for module in order}
+    source = config.get("base_model_name_or_path")
+    training = {"source": "peft", "path": str(peft_dir.resolve()), "base_model_name_or_path": source}
+    metadata = expert_metadata(name, name, base_fingerprint(base_model), order, 0, 0.0, training)
+    metadata |= {"kind": "ia3", "input_sizes": sizes, "rank": None, "alpha": None}
+    adapter_config = {**config, "target_modules": order, "feedforward_modules": [m for m in order if m in inputs]}
+    expert = Expert(name, None, {}, {}, {}, metadata=metadata, adapter_config=adapter_config)
+    expert.ia3, expert.ia3_input = vectors, tuple(m for m in order if m in inputs)
+    return expert
 
 
 BASE_DIR = "_base"

@@ -47,7 +47,9 @@ def natural_key(name: str) -> list:
 def check_plain_lora(config: dict, path: Path) -> None:
     """Refuse any adapter_config.json that is not a plain LoRA routelora can route."""
     if config.get("peft_type") != "LORA":
-        raise ExpertFormatError(f"{path}: peft_type is {config.get('peft_type')!r}; routelora needs a LoRA adapter")
+        raise ExpertFormatError(
+            f"{path}: peft_type is {config.get('peft_type')!r}; routelora needs a LoRA or an IA3 adapter"
+        )
     if config.get("bias", "none") != "none":
         raise ExpertFormatError(
             f"{path}: bias is {config['bias']!r}; routelora needs bias 'none' (this adapter trains biases)"

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+from peft import IA3Config, LoraConfig, get_peft_model, get_peft_model_state_dict
 from torch import nn
 
 from routelora.data.collate import VLMCollator
@@ -16,6 +16,7 @@ from routelora.data.task import TaskConfig
 from routelora.experts.config import ExpertTrainConfig
 from routelora.experts.expert import Expert, expert_metadata
 from routelora.experts.fingerprint import base_fingerprint
+from routelora.experts.ia3 import ia3_targets, split_ia3_tensors
 from routelora.experts.peft_adapter import lora_scalings, split_lora_tensors
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
@@ -28,24 +29,24 @@ def train_expert(
     config: ExpertTrainConfig | None = None,
     progress: bool = True,
 ) -> tuple[Expert, TrainResult]:
-    """Train a LoRA expert for ``task`` with PEFT and return it in memory (save it with ``save_expert`` or
-    ``ExpertLibrary.add``, each of which writes it once).
+    """Train an expert for ``task`` with PEFT, a LoRA or (``config.kind="ia3"``) an (IA)^3 one, and return it in
+    memory (save it with ``save_expert`` or ``ExpertLibrary.add``, each of which writes it once).
 
-    The base model is left as it was: the LoRA layers are unloaded after training.
+    The base model is left as it was: the adapter layers are unloaded after training.
     """
     config = config or ExpertTrainConfig()
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
     samples = load_split(task, "train").samples
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=layout.targets,
-        bias="none",
-    )
+    targets, feedforward = ia3_targets(layout.targets) if config.kind == "ia3" else (layout.targets, [])
+    if config.kind == "ia3":
+        adapter = IA3Config(target_modules=targets, feedforward_modules=feedforward, init_ia3_weights=True)
+    else:
+        adapter = LoraConfig(
+            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets, bias="none"
+        )
     torch.manual_seed(config.seed)
-    peft_model = get_peft_model(model, lora)
+    peft_model = get_peft_model(model, adapter)
     try:
         collator = VLMCollator(processor, max_length=config.max_length)
         batches = mixed_batches([samples], collator, config.batch_size, seed=config.seed)
@@ -63,12 +64,21 @@ def train_expert(
         tensors = {key: value.detach().cpu().clone() for key, value in get_peft_model_state_dict(peft_model).items()}
         adapter_config = _adapter_config(peft_model)
     finally:
-        peft_model.unload()  # take the LoRA layers out again; the base weights were never changed
+        peft_model.unload()  # take the adapter layers out again; the base weights were never changed
+    training = {**asdict(config), "steps_run": schedule.steps, "truncated": collator.stats.truncated}
+    metadata = expert_metadata(task.name, task.name, fingerprint, targets, config.rank, config.alpha, training)
+    if config.kind == "ia3":
+        vectors, inputs = split_ia3_tensors(tensors, Path(f"<expert {task.name}>"))
+        sizes = {name: model.get_submodule(name).in_features for name in targets}
+        metadata |= {"kind": "ia3", "input_sizes": sizes, "rank": None, "alpha": None}
+        expert = Expert(task.name, None, {}, {}, {}, metadata=metadata, adapter_config=adapter_config)
+        expert.ia3 = {name: vectors[name] for name in targets}
+        expert.ia3_input = tuple(name for name in targets if name in inputs)
+        expert.training_log = asdict(result)
+        return expert, result
     lora_A, lora_B = split_lora_tensors(tensors, Path(f"<expert {task.name}>"))
     lora_A = {name: lora_A[name] for name in layout.targets}
     lora_B = {name: lora_B[name] for name in layout.targets}
-    training = {**asdict(config), "steps_run": schedule.steps, "truncated": collator.stats.truncated}
-    metadata = expert_metadata(task.name, task.name, fingerprint, layout.targets, config.rank, config.alpha, training)
     scaling = lora_scalings(adapter_config, {n: a.shape[0] for n, a in lora_A.items()}, Path("adapter_config"))
     expert = Expert(
         task.name,

@@ -11,7 +11,7 @@ from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert, load_expert, save_routing
 from routelora.experts.fingerprint import check_compatible
 from routelora.gates.config import GateTrainConfig
-from routelora.gates.layer import GatedLoraLinear
+from routelora.gates.layer import GatedIA3Linear, GatedLoraLinear
 from routelora.gates.prototypes import compute_prototypes
 from routelora.nn import restore_modules, swap_modules
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
@@ -72,11 +72,13 @@ def train_gates(
     return expert, result
 
 
-def attach_gates(model: nn.Module, expert: Expert) -> dict[str, GatedLoraLinear]:
-    """Swap every target of ``expert`` for a :class:`GatedLoraLinear`; returns the gated layers by name."""
-    swap_modules(
-        model,
-        expert.targets,
-        lambda name, base: GatedLoraLinear(base, expert.lora_A[name], expert.lora_B[name], expert.scaling[name]),
-    )
+def attach_gates(model: nn.Module, expert: Expert) -> dict[str, GatedLoraLinear | GatedIA3Linear]:
+    """Swap every target of ``expert`` for a gated layer of its kind; returns the gated layers by name."""
+
+    def gated(name: str, base: nn.Module) -> nn.Module:
+        if expert.ia3 is not None:
+            return GatedIA3Linear(base, expert.ia3[name], name in expert.ia3_input)
+        return GatedLoraLinear(base, expert.lora_A[name], expert.lora_B[name], expert.scaling[name])
+
+    swap_modules(model, expert.targets, gated)
     return {name: model.get_submodule(name) for name in expert.targets}

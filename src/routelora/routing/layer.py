@@ -14,41 +14,24 @@ from torch.nn import functional as F
 from routelora.nn import EPS, standardise, top_k_weights
 from routelora.routing.config import RouterConfig
 from routelora.routing.context import RoutingContext, SequencePlan, plan_decision
-
-
-@dataclass
-class PlannedWeights:
-    """A layer's weights for one :class:`SequencePlan`, made at its first forward and kept for the decoding steps
-    that follow (a decision's experts are gathered once per generation, not once per step)."""
-
-    merged: torch.Tensor | None = None
-    """(d_out, d_in) ``W + sum_i c_i s_i B_i A_i`` where every sequence has the same coefficients c."""
-    fused: torch.Tensor | None = None
-    """(d_out + u * rank, d_in) the base weight and the chosen experts' A, stacked, so that one product of the
-    input gives the base output and every ``A u``; None where no sequence takes an expert at this layer."""
-    fused_bias: torch.Tensor | None = None
-    """(d_out + u * rank,) the base bias, then zeros; None for a layer without bias."""
-    up: torch.Tensor | None = None
-    """(u * rank, d_out) the chosen experts' B, the LoRA scale folded in."""
-    row_scale: torch.Tensor | None = None
-    """(batch, u * rank) each sequence's coefficient on each chosen expert, repeated over its rank."""
-    per_row: bool = False
-    """So many distinct experts were chosen (more than twice top-k) that computing all of them for every row
-    would cost more than gathering each row's own: the layer gathers (:meth:`RoutedLinear._per_sequence_update`)."""
+from routelora.routing.planned import PlannedWeights, planned_weights
 
 
 @dataclass
 class ExpertWeights:
-    """One expert's parameters at one linear layer."""
+    """One expert's parameters at one linear layer: a LoRA, or an (IA)^3 vector."""
 
-    lora_A: torch.Tensor
-    """(rank, d_in)"""
-    lora_B: torch.Tensor
+    lora_A: torch.Tensor | None
+    """(rank, d_in); None for an (IA)^3 expert"""
+    lora_B: torch.Tensor | None
     """(d_out, rank)"""
     scaling: float
     """LoRA scale s (alpha / rank in PEFT's convention)."""
     gate: torch.Tensor | None = None
     """(d_in,) gate vector; None where the expert was not gate-trained."""
+    ia3: torch.Tensor | None = None
+    """(IA)^3 scaling vector l: (d_in,) where it scales the input (``ia3_input``), else (d_out,)."""
+    ia3_input: bool = False
 
 
 class RoutedLinear(nn.Module):
@@ -57,6 +40,11 @@ class RoutedLinear(nn.Module):
     Every expert's ``A u`` is computed in one product against the stacked ``A`` (all ranks zero-padded to the
     largest), the routing weights are applied per expert, and one product against the stacked ``B`` gives the
     update: FLOPs ``1 + 2 n r / d`` times the base layer's, whatever ``k`` is.
+
+    (IA)^3 experts mix by their vectors: ``y = o * (W (i * u) + b) + sum_lora``, with ``i = 1 + sum_j w_j (l_j - 1)``
+    over the input-scaling experts and ``o`` likewise over the output-scaling ones, which is the weighted mixture
+    of the experts' outputs exactly at k = 1, and whenever no token mixes an input- and an output-scaling vector at
+    one layer (docs/method.md, section 4).
     """
 
     def __init__(
@@ -85,11 +73,13 @@ class RoutedLinear(nn.Module):
         self.config = config
         self.num_experts = len(experts)
         d_in, d_out = base.in_features, base.out_features
-        rank = max(e.lora_A.shape[0] for e in experts if e is not None)
+        rank = max((e.lora_A.shape[0] for e in experts if e is not None and e.lora_A is not None), default=0)
         self.rank = rank
         weight = base.weight
         stacked_A = torch.zeros(self.num_experts, rank, d_in, dtype=torch.float32)
         stacked_B = torch.zeros(self.num_experts, rank, d_out, dtype=torch.float32)
+        ia3_in = torch.zeros(self.num_experts, d_in, dtype=torch.float32)  # (experts, d_in) l - 1, 0 for the rest
+        ia3_out = torch.zeros(self.num_experts, d_out, dtype=torch.float32)
         self.num_base = 0 if base_keys is None else base_keys.shape[0]
         self.context = context
         self.name = name
@@ -101,19 +91,28 @@ class RoutedLinear(nn.Module):
         for index, expert in enumerate(experts):
             if expert is None:
                 continue
-            r = expert.lora_A.shape[0]
-            if expert.lora_A.shape[1] != d_in or expert.lora_B.shape != (d_out, r):
-                raise ValueError(
-                    f"expert {index}: LoRA shapes A {tuple(expert.lora_A.shape)}, B {tuple(expert.lora_B.shape)} "
-                    f"do not fit a linear of {d_in} -> {d_out}"
-                )
-            stacked_A[index, :r] = expert.lora_A.float()
-            # The LoRA scale is folded into B once here rather than multiplied on every forward.
-            stacked_B[index, :r] = expert.lora_B.float().T * expert.scaling
+            if expert.ia3 is not None:
+                stack, size = (ia3_in, d_in) if expert.ia3_input else (ia3_out, d_out)
+                if tuple(expert.ia3.shape) != (size,):
+                    raise ValueError(f"expert {index}: (IA)^3 vector {tuple(expert.ia3.shape)} does not fit {size}")
+                stack[index] = expert.ia3.float() - 1
+            else:
+                r = expert.lora_A.shape[0]
+                if expert.lora_A.shape[1] != d_in or expert.lora_B.shape != (d_out, r):
+                    raise ValueError(
+                        f"expert {index}: LoRA shapes A {tuple(expert.lora_A.shape)}, B "
+                        f"{tuple(expert.lora_B.shape)} do not fit a linear of {d_in} -> {d_out}"
+                    )
+                stacked_A[index, :r] = expert.lora_A.float()
+                # The LoRA scale is folded into B once here rather than multiplied on every forward.
+                stacked_B[index, :r] = expert.lora_B.float().T * expert.scaling
             if expert.gate is not None:
                 gates[index] = expert.gate.float()
             available[index] = True
         self.register_buffer("available", available.to(weight.device), persistent=False)
+        self.has_ia3_in, self.has_ia3_out = bool(ia3_in.any()), bool(ia3_out.any())
+        self.register_buffer("ia3_in", ia3_in.to(weight.device, weight.dtype), persistent=False)
+        self.register_buffer("ia3_out", ia3_out.to(weight.device, weight.dtype), persistent=False)
         # One "down" matrix, the stacked A then the gate keys: a single product of the tokens gives every expert's
         # A u and every candidate's raw score, so the input is read once (see scores_from).
         keys = self._gate_keys(gates)  # (candidates, d_in)
@@ -200,6 +199,8 @@ class RoutedLinear(nn.Module):
         x: (batch, seq, d_in); weights: (batch, candidates); chosen: (batch, k), -1 for the base model.
         """
         n, r = self.num_experts, self.rank
+        if r == 0:  # (IA)^3 experts only: no low-rank update
+            return torch.zeros((), dtype=x.dtype, device=x.device)
         index = chosen.clamp(min=0)  # (batch, k)
         kept = torch.where(chosen >= 0, weights.gather(1, index), 0.0).to(x.dtype)  # (batch, k)
         batch, k = index.shape
@@ -228,7 +229,7 @@ class RoutedLinear(nn.Module):
                 self._keep_trace(ones, torch.zeros_like(ones, dtype=torch.long))
             return self._planned_forward(x, self._alone)
         if not self._sequence_mode or x.dim() != 3:
-            return self._token_level(x, self.base(x))
+            return self._token_level(x)
         shared = self.context.shared
         if shared is not None:
             if self._recording():
@@ -236,19 +237,32 @@ class RoutedLinear(nn.Module):
             plan = self.context.plan
             if plan.coefficients.shape[0] == x.shape[0] and self._direct:
                 return self._planned_forward(x, plan)
-            return self.base(x) + self._per_sequence_update(x, *shared)
+            return self._scaled_base(x, shared[0]) + self._per_sequence_update(x, *shared)
         u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
         _, raw = self._down(u)
         weights, chosen = self._sequence_weights(x, self.scores_from(u, raw))  # (batch, candidates), (batch, k)
         if self._recording():
             self._keep_sequence_trace(x, weights, chosen)
-        return self.base(x) + self._per_sequence_update(x, weights, chosen)
+        return self._scaled_base(x, weights) + self._per_sequence_update(x, weights, chosen)
 
     def _planned_forward(self, x: torch.Tensor, plan: SequencePlan) -> torch.Tensor:
         """Mode 1: x (batch, seq, d_in) -> (batch, seq, d_out) under the plan's experts and coefficients."""
         planned = self._weights_for(plan)
         if planned.merged is not None:
-            return F.linear(x, planned.merged, self.base.bias)
+            return F.linear(x, planned.merged, planned.merged_bias)
+        if planned.in_scale is not None or planned.out_scale is not None:
+            inputs = x * planned.in_scale[:, None, :] if planned.in_scale is not None else x
+            result = F.linear(inputs, self.base.weight, self.base.bias)  # (batch, seq, d_out)
+            if planned.out_scale is not None:
+                result = result * planned.out_scale[:, None, :]
+            if planned.per_row:
+                return result + self._per_sequence_update(x, *plan.source)
+            if planned.down is None:
+                return result
+            hidden = x @ planned.down.T  # (batch, seq, u * rank)
+            if planned.row_scale is not None:
+                hidden = hidden * planned.row_scale[:, None, :]
+            return result + hidden @ planned.up
         if planned.per_row:
             return self.base(x) + self._per_sequence_update(x, *plan.source)
         if planned.fused is None:
@@ -269,28 +283,7 @@ class RoutedLinear(nn.Module):
         identity = plan.key if plan.key is not None and self.config.merge else plan
         if cached is not None and cached[1] == weight._version and (cached[0] is identity or cached[0] == identity):
             return cached[2]
-        experts = plan.experts.to(self.down.device)  # (u,)
-        coefficients = plan.coefficients.to(self.down.device)  # (batch, u)
-        present = self.available[experts]  # (u,) an expert without a LoRA here adds nothing
-        experts, coefficients = experts[present], coefficients[:, present]
-        planned = PlannedWeights()
-        if experts.numel():
-            n, r = self.num_experts, self.rank
-            down = self.lora_A.view(n, r, -1)[experts].flatten(0, 1)  # (u * rank, d_in)
-            up = self.lora_B.view(n, r, -1)[experts].flatten(0, 1)  # (u * rank, d_out)
-            scale = coefficients.repeat_interleave(r, dim=1).to(up.dtype)  # (batch, u * rank)
-            if plan.uniform and self.config.merge:
-                update = (up * scale[0, :, None]).float().T @ down.float()  # (d_out, d_in)
-                planned.merged = (weight.float() + update).to(weight.dtype)
-            elif experts.numel() > 2 * self.config.top_k:
-                planned.per_row = True
-            else:
-                planned.fused, planned.up = torch.cat([weight.detach(), down]), up
-                bias = self.base.bias
-                if bias is not None:
-                    planned.fused_bias = torch.cat([bias.detach(), bias.new_zeros(down.shape[0])])
-                if not bool((scale == 1).all()):
-                    planned.row_scale = scale
+        planned = planned_weights(self, plan)
         self._planned = (identity, weight._version, planned)
         return planned
 
@@ -309,16 +302,29 @@ class RoutedLinear(nn.Module):
             weights[:, None].expand(batch, seq, -1).flatten(0, 1), chosen[:, None].expand(batch, seq, -1).flatten(0, 1)
         )
 
-    def _token_level(self, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        """Each token's top-k experts by its own scores, their updates mixed into ``result`` (..., d_out)."""
+    def _token_level(self, x: torch.Tensor) -> torch.Tensor:
+        """Each token's top-k experts by its own scores, mixed: x (..., d_in) -> (..., d_out)."""
         u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
         hidden, raw = self._down(u)  # (tokens, experts * rank), (tokens, candidates)
         weights, chosen = self.routing_weights(self.scores_from(u, raw))  # (tokens, candidates), (tokens, k)
         self._keep_trace(weights, chosen)
-        weights = weights[:, : self.num_experts].to(hidden.dtype)  # base candidates contribute no update
-        hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * weights[:, :, None]  # (tokens, n, r)
-        update = torch.addmm(result.reshape(u.shape[0], -1), hidden.flatten(1), self.lora_B)  # (tokens, d_out)
-        return update.view_as(result)
+        result = self._scaled_base(u, weights)  # (tokens, d_out)
+        if self.rank:
+            mix = weights[:, : self.num_experts].to(hidden.dtype)  # base candidates contribute no update
+            hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * mix[:, :, None]  # (tokens, n, r)
+            result = torch.addmm(result, hidden.flatten(1), self.lora_B)  # (tokens, d_out)
+        return result.view(*x.shape[:-1], -1)
+
+    def _scaled_base(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The base layer under the (IA)^3 vectors that ``weights`` (rows, candidates) mix, one row per token
+        (x: (tokens, d_in)) or per sequence (x: (batch, seq, d_in)); the base layer alone without them."""
+        if not (self.has_ia3_in or self.has_ia3_out):
+            return self.base(x)
+        mix = weights[:, : self.num_experts].to(x.dtype)  # (rows, experts)
+        spread = (lambda scale: scale) if x.dim() == 2 else (lambda scale: scale[:, None, :])
+        inputs = x * spread(1 + mix @ self.ia3_in) if self.has_ia3_in else x
+        result = self.base(inputs)
+        return result * spread(1 + mix @ self.ia3_out) if self.has_ia3_out else result
 
     def _keep_trace(self, weights: torch.Tensor, chosen: torch.Tensor) -> None:
         """Per-token (tokens, candidates) weights and (tokens, k) choices, for traces and routing counts."""

@@ -146,12 +146,12 @@ def attach_router(
         vectors.append(routing or {})
     skills = sorted(base_prototypes) if config.base_candidates else []
     context = RoutingContext(num_experts=len(experts))
-    names = [name for name in _model_order(model) if any(name in expert.lora_A for expert in experts)]
+    adapted = [set(expert.targets) for expert in experts]
+    names = [name for name in _model_order(model) if any(name in targets for targets in adapted)]
 
     def routed(name: str, base: nn.Module) -> RoutedLinear:
         weights = [
-            ExpertWeights(e.lora_A[name], e.lora_B[name], e.scaling[name], v.get(name)) if name in e.lora_A else None
-            for e, v in zip(experts, vectors)
+            _expert_weights(e, name, v.get(name)) if name in t else None for e, v, t in zip(experts, vectors, adapted)
         ]
         base_keys = torch.stack([base_prototypes[s][name] for s in skills]) if skills else None
         return RoutedLinear(base, weights, config, base_keys=base_keys, context=context, name=name)
@@ -172,6 +172,13 @@ def attach_router(
     handle = RoutedModel(model, experts, config, layers, originals, skills, hooks, feature_decider)
     model.routelora_router = handle
     return handle
+
+
+def _expert_weights(expert: Expert, name: str, routing: torch.Tensor | None) -> ExpertWeights:
+    """What the routed layer ``name`` needs of ``expert``: its LoRA factors or its (IA)^3 vector, and its gate."""
+    if expert.ia3 is not None:
+        return ExpertWeights(None, None, 1.0, routing, ia3=expert.ia3[name], ia3_input=name in expert.ia3_input)
+    return ExpertWeights(expert.lora_A[name], expert.lora_B[name], expert.scaling[name], routing)
 
 
 def _decider(

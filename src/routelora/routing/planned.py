@@ -1,0 +1,94 @@
+"""What a routed layer computes for one shared decision: its weights for the batch, made once at the prefill and
+kept for the decoding steps that follow (docs/method.md, section 6).
+
+A decision's plan (:class:`~routelora.routing.context.SequencePlan`) names the experts its sequences chose and each
+sequence's weight on them. A uniform batch merges them into the layer's weight; a mixed one stacks W with the
+chosen experts' A so that one product gives both, or, when many distinct experts were chosen, gathers each row's
+own; (IA)^3 experts become per-sequence scalings of the input or output.
+"""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from routelora.routing.context import SequencePlan
+
+if TYPE_CHECKING:
+    from routelora.routing.layer import RoutedLinear
+
+
+@dataclass
+class PlannedWeights:
+    """A layer's weights for one :class:`SequencePlan`, made at its first forward and kept for the decoding steps
+    that follow (a decision's experts are gathered once per generation, not once per step)."""
+
+    merged: torch.Tensor | None = None
+    """(d_out, d_in) ``W + sum_i c_i s_i B_i A_i`` where every sequence has the same coefficients c."""
+    fused: torch.Tensor | None = None
+    """(d_out + u * rank, d_in) the base weight and the chosen experts' A, stacked, so that one product of the
+    input gives the base output and every ``A u``; None where no sequence takes an expert at this layer."""
+    fused_bias: torch.Tensor | None = None
+    """(d_out + u * rank,) the base bias, then zeros; None for a layer without bias."""
+    up: torch.Tensor | None = None
+    """(u * rank, d_out) the chosen experts' B, the LoRA scale folded in."""
+    row_scale: torch.Tensor | None = None
+    """(batch, u * rank) each sequence's coefficient on each chosen expert, repeated over its rank."""
+    per_row: bool = False
+    """So many distinct experts were chosen (more than twice top-k) that computing all of them for every row
+    would cost more than gathering each row's own: the layer gathers (:meth:`RoutedLinear._per_sequence_update`)."""
+    merged_bias: torch.Tensor | None = None
+    """(d_out,) the bias of the merged weight (an output-scaling (IA)^3 vector scales the bias too)."""
+    down: torch.Tensor | None = None
+    """(u * rank, d_in) the chosen experts' A, where they are not fused with W (a batch with (IA)^3 experts)."""
+    in_scale: torch.Tensor | None = None
+    """(batch, d_in) each sequence's input scaling ``1 + sum_j c_j (l_j - 1)`` from its (IA)^3 experts."""
+    out_scale: torch.Tensor | None = None
+    """(batch, d_out) the same for the experts that scale the output."""
+
+
+def planned_weights(layer: "RoutedLinear", plan: SequencePlan) -> PlannedWeights:
+    """``layer``'s weights under ``plan``."""
+    weight = layer.base.weight
+    experts = plan.experts.to(layer.down.device)  # (u,)
+    coefficients = plan.coefficients.to(layer.down.device)  # (batch, u)
+    present = layer.available[experts]  # (u,) an expert without an adapter here adds nothing
+    experts, coefficients = experts[present], coefficients[:, present]
+    planned = PlannedWeights()
+    if not experts.numel():
+        return planned
+    n, r = layer.num_experts, layer.rank
+    c = coefficients.to(weight.dtype)  # (batch, u)
+    in_delta = c @ layer.ia3_in[experts] if layer.has_ia3_in else None  # (batch, d_in)
+    out_delta = c @ layer.ia3_out[experts] if layer.has_ia3_out else None  # (batch, d_out)
+    down = layer.lora_A.view(n, r, -1)[experts].flatten(0, 1) if r else None  # (u * rank, d_in)
+    up = layer.lora_B.view(n, r, -1)[experts].flatten(0, 1) if r else None  # (u * rank, d_out)
+    scale = coefficients.repeat_interleave(r, dim=1).to(weight.dtype)  # (batch, u * rank)
+    many = r > 0 and experts.numel() > 2 * layer.config.top_k
+    if plan.uniform and layer.config.merge:
+        merged, bias = weight.float(), layer.base.bias
+        if in_delta is not None:
+            merged = merged * (1 + in_delta[0].float())[None, :]
+        if out_delta is not None:
+            merged = merged * (1 + out_delta[0].float())[:, None]
+            bias = bias * (1 + out_delta[0]) if bias is not None else None
+        if r:
+            merged = merged + (up * scale[0, :, None]).float().T @ down.float()  # (d_out, d_in)
+        planned.merged, planned.merged_bias = merged.to(weight.dtype), bias
+    elif in_delta is not None or out_delta is not None:
+        planned.in_scale = 1 + in_delta if in_delta is not None else None
+        planned.out_scale = 1 + out_delta if out_delta is not None else None
+        planned.per_row = many
+        if r and not many:
+            planned.down, planned.up = down, up
+            planned.row_scale = None if bool((scale == 1).all()) else scale
+    elif many:
+        planned.per_row = True
+    else:
+        planned.fused, planned.up = torch.cat([weight.detach(), down]), up
+        bias = layer.base.bias
+        if bias is not None:
+            planned.fused_bias = torch.cat([bias.detach(), bias.new_zeros(down.shape[0])])
+        if not bool((scale == 1).all()):
+            planned.row_scale = scale
+    return planned
