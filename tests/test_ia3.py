@@ -145,9 +145,39 @@ def test_routed_generation_with_ia3_equals_peft(setup, tmp_path):
     batch = _batch(processor, shape)
     settings = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
     with torch.no_grad():
+        plain = model.generate(**batch, **settings)
         peft_model = PeftModel.from_pretrained(model, directory)
         want = peft_model.generate(**batch, **settings)
         peft_model.unload()
         with attach_router(model, [expert], RouterConfig(base_candidates=False)):
             got = model.generate(**batch, **settings)
+    assert not torch.equal(plain, want), "the expert must change the tokens for the test to mean anything"
     assert torch.equal(got, want)
+
+
+def test_the_library_commands_list_and_show_both_kinds(setup, tmp_path, capsys):
+    from routelora.cli.main import main
+
+    _, _, _, tasks = setup
+    library = ExpertLibrary(tmp_path / "library")
+    for _, expert in tasks.values():
+        library.add(expert)
+    assert main(["library", "list", "--library", str(library.root)]) == 0
+    listed = capsys.readouterr().out
+    assert "ia3" in listed and "shape" in listed and "colour" in listed
+    assert main(["library", "show", "shape", "--library", str(library.root)]) == 0
+    shown = capsys.readouterr().out
+    assert "(IA)^3 vectors" in shown and str(tasks["shape"][1].parameters) in shown
+
+
+def test_gates_of_an_ia3_directory_can_be_written_again_over_broken_ones(setup, tmp_path):
+    """save_routing reads the adapter's sizes from the adapter and expert.json only, so broken routing files
+    are replaced rather than in the way."""
+    from routelora.experts.expert import GATES, save_routing
+
+    _, _, _, tasks = setup
+    expert = tasks["shape"][1]
+    directory = save_expert(expert, tmp_path / "ia3")
+    (directory / GATES).write_bytes(b"not safetensors")
+    save_routing(directory, expert)
+    assert load_expert(directory).gates.keys() == expert.gates.keys()

@@ -165,11 +165,14 @@ def test_a_uniform_batch_merges_its_experts_and_equals_the_unmerged_mixture(merg
         context.shared = (weights, chosen)
         torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
         planned = layer._planned[2]
-        assert (planned.merged is not None) == merge and (planned.fused is None) == merge
+        assert (planned.merged is not None) == merge and planned.fused is None
+        assert (planned.down is not None) != merge, "merge=False keeps no copy of the weight: separate products"
         context.shared = (weights.clone(), chosen.clone())  # the next batch of the same route
         layer(x)
         assert (layer._planned[2] is planned) == merge, "a merged weight is reused for the same route"
         base.weight.mul_(0.5)
+        torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
+        base.weight.data = base.weight.data * 2  # a new tensor under the same parameter: the storage tells it
         torch.testing.assert_close(layer(x), _dense(base, experts, x, weights), atol=1e-5, rtol=1e-5)
 
 
@@ -283,3 +286,28 @@ def test_token_level_routing_mixes_ia3_experts_by_their_weights():
         want = torch.stack([_one(base, experts[int(c)], u[t : t + 1])[0] for t, c in enumerate(chosen)])
     assert len(set(chosen.tolist())) > 1, "the tokens must spread over the experts for the test to mean anything"
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_ia3_vectors_of_ones_adapt_nothing_and_lora_only_batches_keep_the_fused_path():
+    """An (IA)^3 expert whose vectors are all 1 (untrained) leaves a layer as the base, in any batch; a batch that
+    chose only the LoRA expert of a library that also holds (IA)^3 experts takes the LoRA path (no scaling)."""
+    from routelora.routing.context import RoutingContext
+
+    torch.manual_seed(10)
+    base = nn.Linear(12, 10)
+    ones = [ExpertWeights(None, None, 1.0, torch.randn(12), torch.ones(10)) for _ in range(2)]
+    context = RoutingContext(num_experts=2)
+    layer = RoutedLinear(base, ones, RouterConfig(base_candidates=False), context=context)
+    context.shared = (torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0], [1]]))
+    x = torch.randn(2, 3, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), base(x))
+    mixed = _experts(12, 10, ranks=[3]) + _ia3_experts(12, 10)
+    context = RoutingContext(num_experts=3)
+    layer = RoutedLinear(base, mixed, RouterConfig(base_candidates=False), context=context)
+    context.shared = (torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([[0], [-1]]))
+    with torch.no_grad():
+        want = torch.stack([_one(base, mixed[0], x[0]), base(x[1])])
+        torch.testing.assert_close(layer(x), want, atol=1e-5, rtol=1e-5)
+    planned = layer._planned[2]
+    assert planned.fused is not None and planned.in_scale is None and planned.out_scale is None

@@ -26,6 +26,7 @@ import copy
 import statistics
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -247,7 +248,7 @@ def as_ia3(expert: Expert, model: nn.Module) -> Expert:
     """An (IA)^3 expert with ``expert``'s name and routing statistics, and random vectors near 1 on the (IA)^3
     targets (keys, values and the feed-forward's down projection)."""
     targets, inputs = ia3_targets(get_layout(model).targets)
-    generator = torch.Generator().manual_seed(len(expert.name))
+    generator = torch.Generator().manual_seed(zlib.crc32(expert.name.encode()))
     sizes = {name: model.get_submodule(name).in_features for name in targets}
     widths = {name: sizes[name] if name in inputs else model.get_submodule(name).out_features for name in targets}
     vectors = {name: 1 + 0.1 * torch.randn(widths[name], generator=generator) for name in targets}

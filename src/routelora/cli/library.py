@@ -32,13 +32,19 @@ def list_experts(library: str) -> list[dict]:
             {
                 "name": name,
                 "task": details.get("task") or "-",
-                "rank": str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}",
+                "rank": _rank_text(details["kind"], ranks),
                 "targets": details["num_targets"],
                 "gates": "yes" if details["has_gates"] else "no",
                 "scores": " ".join(_scores_text(details.get("scores") or {})) or "-",
             }
         )
     return rows
+
+
+def _rank_text(kind: str, ranks: list[int]) -> str:
+    if kind == "ia3":
+        return "ia3"
+    return str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}-{ranks[-1]}"
 
 
 def show_expert(library: str, name: str) -> dict:
@@ -137,7 +143,12 @@ def _run_show(args: argparse.Namespace) -> None:
             ("task", str(details.get("task"))),
             ("path", details["path"]),
             ("base fingerprint", str(details.get("base_fingerprint"))),
-            ("rank", ", ".join(map(str, details["ranks"])) + f" (alpha {details.get('alpha')})"),
+            (
+                "rank",
+                _rank_text(details["kind"], details["ranks"]) + f" (alpha {details.get('alpha')})"
+                if details["kind"] == "lora"
+                else "- ((IA)^3 vectors)",
+            ),
             ("targets", str(details["num_targets"])),
             ("gates", f"yes ({details['gate_parameters']} parameters)" if details["has_gates"] else "no"),
             ("gate training", json.dumps(gate_training) if gate_training else "-"),

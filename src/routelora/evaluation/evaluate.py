@@ -51,9 +51,10 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers to ``samples``, generated in batches with the KV cache, in the samples' order.
 
-    With a router that decides once per sequence attached and ``group_by_route``, every sample's route is decided
-    first and the samples of one route are generated together (:mod:`routelora.routing.grouping`), so that each
-    batch merges its experts and runs at the base model's speed; the answers are those of each sample's route.
+    With a router that decides once per sequence (top-1) attached, ``group_by_route`` and more samples than one
+    batch, every sample's route is decided first and the samples of one route are generated together
+    (:mod:`routelora.routing.grouping`), so that each full batch merges its expert and runs at the base model's
+    speed; the answers are those of each sample's route.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -63,7 +64,7 @@ def generate_answers(
 
     count = len(samples)
     batches = [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
-    router = routed_model(model) if group_by_route else None
+    router = routed_model(model) if group_by_route and len(samples) > batch_size else None
     if router is not None:
         routes = []
         for indices in batches:

@@ -14,7 +14,7 @@ class ExpertTrainConfig:
     kind: str = "lora"
     """``lora``: a low-rank update on every linear of the language model's decoder layers. ``ia3``: (IA)^3 vectors
     (T-Few) on the keys, values and feed-forward down projections (``routelora.experts.ia3``); rank, alpha and
-    dropout do not apply to it."""
+    dropout do not apply to it, and it needs a far higher ``lr`` than LoRA (0.3 on the tiny base: docs/ia3.md)."""
     rank: int = 8
     """LoRA rank r."""
     alpha: float = 16.0

@@ -246,6 +246,17 @@ def _float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().float() for name, tensor in tensors.items()}
 
 
+def adapter_input_sizes(directory: Path) -> dict[str, int]:
+    """d_in of each module an expert directory adapts, from its adapter (and, for (IA)^3, its expert.json) alone,
+    so that broken routing files can still be replaced."""
+    config = io.read_json(directory / ADAPTER_CONFIG, ExpertFormatError)
+    if not is_ia3_config(config):
+        return {name: a.shape[1] for name, a in read_adapter(directory)[1].items()}
+    _, vectors, inputs = read_ia3_adapter(directory)
+    stored = io.read_json(directory / EXPERT_JSON, ExpertFormatError).get("input_sizes") or {}
+    return {name: vector.shape[0] if name in inputs else int(stored[name]) for name, vector in vectors.items()}
+
+
 def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_training: dict | None) -> None:
     """Write ``gates.safetensors`` and record ``gate_training`` in ``expert.json``, each atomically.
 
@@ -253,7 +264,7 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
         ExpertFormatError: the gates do not match the expert's modules and input sizes, or a file is broken.
     """
     expert_dir = Path(expert_dir)
-    sizes = load_expert(expert_dir).input_sizes
+    sizes = adapter_input_sizes(expert_dir)
     metadata = io.read_json(expert_dir / EXPERT_JSON, ExpertFormatError)
     tensors = _float32(gates)
     check_gates(tensors, sizes, "gates")
@@ -265,7 +276,7 @@ def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_trai
 def save_routing(expert_dir: str | Path, expert: Expert) -> None:
     """Write ``expert``'s gates, prototypes and ``expert.json`` into its existing directory, each atomically; the
     adapter files there are left untouched (the gates are checked against them)."""
-    _write_routing_files(expert, Path(expert_dir), load_expert(expert_dir).input_sizes)
+    _write_routing_files(expert, Path(expert_dir), adapter_input_sizes(Path(expert_dir)))
 
 
 def _write_routing_files(expert: Expert, directory: Path, input_sizes: dict[str, int]) -> None:

@@ -56,7 +56,9 @@ class RouterConfig:
     merge: bool = True
     """Where every sequence of a batch took the same experts (always, for one expert alone), add them into each
     layer's weight once for the batch (``W + sum_i w_i s_i B_i A_i``) so that its forwards and decoding steps cost
-    exactly the base model's. Holds one merged copy of each adapted weight meanwhile; False never merges."""
+    exactly the base model's; for a mixed batch, stack W with the chosen experts' A for one product. Either holds
+    one copy of each adapted weight until the next decision or ``detach()``. False keeps no copy: the experts'
+    products are computed beside the base's."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

@@ -4,7 +4,7 @@ samples of each route together.
 Under a shared decision a batch whose sequences all took the same experts merges them into every routed layer's
 weight (``RouterConfig.merge``), so it runs exactly as fast as the base model; a mixed batch pays for the experts'
 products. When all the prompts are known in advance (an evaluation, a benchmark), ordering them by route makes
-every batch a uniform one. The decision reads only the language model's input embeddings, so it costs the vision
+every full batch a uniform one. The decision reads only the language model's input embeddings, so it costs the vision
 tower and an embedding lookup per sample, not a forward of the language model (LoRAX merges per request in the
 same spirit).
 """
@@ -55,17 +55,26 @@ def decide_routes(router: RoutedModel, inputs: dict[str, torch.Tensor]) -> torch
 
 
 def route_batches(routes: Sequence[Hashable], batch_size: int) -> list[list[int]]:
-    """Indices of the samples grouped by route (in order of each route's first sample, and in their own order
-    within it), cut into batches of at most ``batch_size``: every batch holds one route."""
+    """Indices of the samples in batches of at most ``batch_size``: every full batch holds one route (in order of
+    each route's first sample, and in the samples' own order within it); what is left of each route is packed into
+    mixed batches at the end, so there are at most one more batch per route than without grouping, never a
+    batch of a few samples per route."""
     groups: dict[Hashable, list[int]] = {}
     for index, route in enumerate(routes):
         groups.setdefault(route, []).append(index)
-    return [
-        group[start : start + batch_size] for group in groups.values() for start in range(0, len(group), batch_size)
-    ]
+    batches, rest = [], []
+    for group in groups.values():
+        whole = len(group) - len(group) % batch_size
+        batches += [group[start : start + batch_size] for start in range(0, whole, batch_size)]
+        rest += group[whole:]
+    return batches + [rest[start : start + batch_size] for start in range(0, len(rest), batch_size)]
 
 
 def routed_model(model: torch.nn.Module) -> RoutedModel | None:
-    """The router attached to ``model`` when it decides once per sequence from the input embeddings, else None."""
+    """The router attached to ``model`` when grouping by route pays: one decision per sequence from the input
+    embeddings, one expert per sequence (at top-k > 1 a route's sequences weigh their experts differently, so its
+    batches would not merge); else None."""
     router = getattr(model, "routelora_router", None)
-    return router if router is not None and router.config.shared_decision else None
+    if router is None or not router.config.shared_decision or router.config.top_k != 1:
+        return None
+    return router

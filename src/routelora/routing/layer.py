@@ -110,7 +110,14 @@ class RoutedLinear(nn.Module):
                 gates[index] = expert.gate.float()
             available[index] = True
         self.register_buffer("available", available.to(weight.device), persistent=False)
-        self.has_ia3_in, self.has_ia3_out = bool(ia3_in.any()), bool(ia3_out.any())
+        kinds = [(e is not None and e.ia3 is not None, e is not None and e.ia3_input) for e in experts]
+        is_ia3_in = torch.tensor([ia3 and side for ia3, side in kinds])  # (experts,)
+        is_ia3_out = torch.tensor([ia3 and not side for ia3, side in kinds])
+        self.register_buffer("is_ia3_in", is_ia3_in.to(weight.device), persistent=False)
+        self.register_buffer("is_ia3_out", is_ia3_out.to(weight.device), persistent=False)
+        is_lora = torch.tensor([e is not None and e.ia3 is None for e in experts])
+        self.register_buffer("is_lora", is_lora.to(weight.device), persistent=False)
+        self.has_ia3_in, self.has_ia3_out = bool(is_ia3_in.any()), bool(is_ia3_out.any())
         self.register_buffer("ia3_in", ia3_in.to(weight.device, weight.dtype), persistent=False)
         self.register_buffer("ia3_out", ia3_out.to(weight.device, weight.dtype), persistent=False)
         # One "down" matrix, the stacked A then the gate keys: a single product of the tokens gives every expert's
@@ -122,12 +129,8 @@ class RoutedLinear(nn.Module):
         self.register_buffer("lora_B", stacked_B.reshape(-1, d_out).to(weight.device, weight.dtype), persistent=False)
         self.last_choice: torch.Tensor | None = None
         self.last_weights: torch.Tensor | None = None
-        self._planned: tuple[SequencePlan | tuple, int, PlannedWeights] | None = None
+        self._planned: tuple[SequencePlan | tuple, tuple, PlannedWeights] | None = None
         self._sequence_mode = config.granularity == "sequence" and context is not None
-        # A base layer with hooks (accelerate's offloading moves its weight in a hook) is always called as a
-        # module; one without is applied directly, which skips a module call per layer and decoding step.
-        hooked = hasattr(base, "_hf_hook") or base._forward_hooks or base._forward_pre_hooks
-        self._direct = not hooked
         # One expert and no other candidate: every token takes it with weight 1, whatever the router.
         self._alone = None
         if self.num_candidates == 1 and config.fallback_threshold is None and config.merge:
@@ -137,6 +140,17 @@ class RoutedLinear(nn.Module):
     def lora_A(self) -> torch.Tensor:
         """(experts * rank, d_in) every expert's A, stacked (a view of :attr:`down`)."""
         return self.down[: self.num_experts * self.rank]
+
+    @property
+    def _direct(self) -> bool:
+        """A base layer with hooks (accelerate's offloading moves its weight in a hook) is always called as a
+        module; one without is applied directly, which skips a module call per layer and decoding step."""
+        base = self.base
+        return not (hasattr(base, "_hf_hook") or base._forward_hooks or base._forward_pre_hooks)
+
+    def release(self) -> None:
+        """Drop the weights kept for the last decision (a merged or stacked copy of this layer's weight)."""
+        self._planned = None
 
     @property
     def num_candidates(self) -> int:
@@ -250,7 +264,7 @@ class RoutedLinear(nn.Module):
         planned = self._weights_for(plan)
         if planned.merged is not None:
             return F.linear(x, planned.merged, planned.merged_bias)
-        if planned.in_scale is not None or planned.out_scale is not None:
+        if planned.in_scale is not None or planned.out_scale is not None or planned.down is not None:
             inputs = x * planned.in_scale[:, None, :] if planned.in_scale is not None else x
             result = F.linear(inputs, self.base.weight, self.base.bias)  # (batch, seq, d_out)
             if planned.out_scale is not None:
@@ -279,12 +293,14 @@ class RoutedLinear(nn.Module):
         """This layer's :class:`PlannedWeights` for ``plan``, made once (again if the base weight changed)."""
         weight = self.base.weight
         cached = self._planned
-        # a uniform plan is known by its key, so the next batch of the same route reuses the merged weight
+        # a uniform plan is known by its key, so the next batch of the same route reuses the merged weight; the
+        # weight's version, storage and dtype tell an in-place change, a move or a cast of the base weight
         identity = plan.key if plan.key is not None and self.config.merge else plan
-        if cached is not None and cached[1] == weight._version and (cached[0] is identity or cached[0] == identity):
+        state = (weight._version, weight.data_ptr(), weight.dtype)
+        if cached is not None and cached[1] == state and (cached[0] is identity or cached[0] == identity):
             return cached[2]
         planned = planned_weights(self, plan)
-        self._planned = (identity, weight._version, planned)
+        self._planned = (identity, state, planned)
         return planned
 
     def _down(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,6 +52,8 @@ class RoutedModel:
 
     def detach(self) -> nn.Module:
         """Put the original linear layers back; returns the plain model."""
+        for layer in self.layers.values():
+            layer.release()
         restore_modules(self.model, self.originals)
         for hook in self.hooks:
             hook.remove()

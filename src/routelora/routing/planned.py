@@ -59,12 +59,15 @@ def planned_weights(layer: "RoutedLinear", plan: SequencePlan) -> PlannedWeights
         return planned
     n, r = layer.num_experts, layer.rank
     c = coefficients.to(weight.dtype)  # (batch, u)
-    in_delta = c @ layer.ia3_in[experts] if layer.has_ia3_in else None  # (batch, d_in)
-    out_delta = c @ layer.ia3_out[experts] if layer.has_ia3_out else None  # (batch, d_out)
-    down = layer.lora_A.view(n, r, -1)[experts].flatten(0, 1) if r else None  # (u * rank, d_in)
-    up = layer.lora_B.view(n, r, -1)[experts].flatten(0, 1) if r else None  # (u * rank, d_out)
-    scale = coefficients.repeat_interleave(r, dim=1).to(weight.dtype)  # (batch, u * rank)
-    many = r > 0 and experts.numel() > 2 * layer.config.top_k
+    in_delta = c @ layer.ia3_in[experts] if bool(layer.is_ia3_in[experts].any()) else None  # (batch, d_in)
+    out_delta = c @ layer.ia3_out[experts] if bool(layer.is_ia3_out[experts].any()) else None  # (batch, d_out)
+    lora = r > 0 and bool(layer.is_lora[experts].any())
+    if not lora and in_delta is None and out_delta is None:
+        return planned  # the chosen experts adapt nothing here (vectors of ones, or no LoRA)
+    down = layer.lora_A.view(n, r, -1)[experts].flatten(0, 1) if lora else None  # (u * rank, d_in)
+    up = layer.lora_B.view(n, r, -1)[experts].flatten(0, 1) if lora else None  # (u * rank, d_out)
+    scale = coefficients.repeat_interleave(r, dim=1).to(weight.dtype) if lora else None  # (batch, u * rank)
+    many = lora and experts.numel() > 2 * layer.config.top_k
     if plan.uniform and layer.config.merge:
         merged, bias = weight.float(), layer.base.bias
         if in_delta is not None:
@@ -72,23 +75,22 @@ def planned_weights(layer: "RoutedLinear", plan: SequencePlan) -> PlannedWeights
         if out_delta is not None:
             merged = merged * (1 + out_delta[0].float())[:, None]
             bias = bias * (1 + out_delta[0]) if bias is not None else None
-        if r:
+        if lora:
             merged = merged + (up * scale[0, :, None]).float().T @ down.float()  # (d_out, d_in)
         planned.merged, planned.merged_bias = merged.to(weight.dtype), bias
-    elif in_delta is not None or out_delta is not None:
-        planned.in_scale = 1 + in_delta if in_delta is not None else None
-        planned.out_scale = 1 + out_delta if out_delta is not None else None
-        planned.per_row = many
-        if r and not many:
-            planned.down, planned.up = down, up
-            planned.row_scale = None if bool((scale == 1).all()) else scale
-    elif many:
+        return planned
+    planned.in_scale = 1 + in_delta if in_delta is not None else None
+    planned.out_scale = 1 + out_delta if out_delta is not None else None
+    if many:
         planned.per_row = True
-    else:
-        planned.fused, planned.up = torch.cat([weight.detach(), down]), up
-        bias = layer.base.bias
-        if bias is not None:
-            planned.fused_bias = torch.cat([bias.detach(), bias.new_zeros(down.shape[0])])
-        if not bool((scale == 1).all()):
-            planned.row_scale = scale
+    elif lora:
+        row_scale = None if bool((scale == 1).all()) else scale
+        if planned.in_scale is None and planned.out_scale is None and layer.config.merge:
+            # one product gives W u and every A u; it holds a copy of W, so only where copies are allowed
+            planned.fused, planned.up, planned.row_scale = torch.cat([weight.detach(), down]), up, row_scale
+            bias = layer.base.bias
+            if bias is not None:
+                planned.fused_bias = torch.cat([bias.detach(), bias.new_zeros(down.shape[0])])
+        else:
+            planned.down, planned.up, planned.row_scale = down, up, row_scale
     return planned
