@@ -1,6 +1,4 @@
-"""The methods protocol: routing is one implementation, and a merging baseline fits it as one more class."""
-
-from contextlib import contextmanager
+"""The methods protocol: routing is one implementation, the merging baselines (averaging, TIES, DARE) others."""
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ from routelora.data.samples import load_split
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.evaluation.suite import base_condition, score_conditions
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.experts.train import ExpertTrainConfig
 from routelora.gates.train import GateTrainConfig
 from routelora.methods import METHODS, Method, RoutedMethod, method_condition
 from routelora.routing.config import ONE_EXPERT, RouterConfig
@@ -26,32 +24,10 @@ def world(tmp_path_factory):
     return model, processor, colour_and_shape(tmp_path_factory.mktemp("methods"), max_new_tokens=3)
 
 
-class Averaging:
-    """A sketch of a merging baseline against the protocol: one expert per task, evaluated as their mean update.
-
-    The mean of LoRA updates ``(1/n) sum_i s_i B_i A_i`` is itself a LoRA of rank ``sum_i r_i``: A stacked, B side
-    by side, each block scaled by ``s_i / n``. So it runs through the same routed layer as one expert, exactly.
-    """
-
-    name = "averaging"
-
-    def learn(self, model, processor, task, state):
-        expert, _ = train_expert(model, processor, task, FAST, progress=False)
-        return [*(state or []), expert]
-
-    @contextmanager
-    def prepared(self, model, state):
-        n = len(state)
-        lora_A = {t: torch.cat([e.lora_A[t] for e in state]) for t in state[0].targets}
-        lora_B = {t: torch.cat([e.lora_B[t] * e.scaling[t] / n for e in state], dim=1) for t in state[0].targets}
-        merged = Expert("averaging", None, lora_A, lora_B, dict.fromkeys(lora_A, 1.0), metadata=state[0].metadata)
-        with attach_router(model, [merged], ONE_EXPERT):
-            yield None
-
-
 def test_registry_and_protocol():
     assert {"routelora", "paper"} <= set(METHODS)
-    assert isinstance(METHODS["paper"](), Method) and isinstance(Averaging(), Method)
+    assert isinstance(METHODS["paper"](), Method) and isinstance(METHODS["averaging"](), Method)
+    assert isinstance(METHODS["ties"](), Method) and METHODS["dare"]().merge == "dare"
     assert METHODS["paper"]().router.granularity == "token"
     with pytest.raises(ValueError, match="general data"):
         METHODS["routelora"]()  # base candidates need general data, or they could never be offered
@@ -59,7 +35,7 @@ def test_registry_and_protocol():
 
 def test_a_merging_method_is_one_class_and_its_model_is_the_mean_update(world):
     model, processor, tasks = world
-    method, state = Averaging(), None
+    method, state = METHODS["averaging"](expert=FAST), None
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for task in tasks:
         state = method.learn(model, processor, task, state)
@@ -74,6 +50,7 @@ def test_a_merging_method_is_one_class_and_its_model_is_the_mean_update(world):
         by_hand = model(**batch).logits
         model.load_state_dict(before)
     torch.testing.assert_close(merged, by_hand, atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the weights are put back exactly"
     suite = score_conditions(model, processor, [base_condition(), method_condition(method, state)], tasks)
     assert set(suite.results) == {"base", "averaging"} and set(suite.results["averaging"]) == {"colour", "shape"}
 
@@ -100,3 +77,59 @@ def test_the_runner_refuses_two_tasks_of_one_name(world):
     model, processor, tasks = world
     with pytest.raises(RouteloraError, match="colour is given more than once"):
         score_conditions(model, processor, [base_condition()], [tasks[0], tasks[0]])
+
+
+@pytest.mark.parametrize("merge", ["ties", "dare"])
+def test_ties_and_dare_of_one_expert_twice_at_full_density_are_that_expert(world, merge):
+    """peft's TIES (signs agree, the agreeing entries averaged) and DARE (nothing dropped at density 1, the two
+    halves summed) give back the one expert's delta: the model equals that expert alone as a LoRA."""
+    model, processor, tasks = world
+    weight = 1.0 if merge == "ties" else 0.5
+    method = METHODS[merge](expert=FAST, density=1.0, weight=weight)
+    expert = method.learn(model, processor, tasks[0], None)[0]
+    batch = VLMCollator(processor)(load_split(tasks[0], "train").samples[:4])
+    with torch.no_grad():
+        with method.prepared(model, [expert, expert]):
+            merged = model(**batch).logits
+        with attach_router(model, [expert], ONE_EXPERT):
+            alone = model(**batch).logits
+    torch.testing.assert_close(merged, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_ties_keeps_only_the_largest_entries():
+    from routelora.methods.ties import MergingMethod
+
+    method = MergingMethod("ties", density=0.25)
+    expert = Expert("e", None, {"t": torch.randn(2, 8)}, {"t": torch.randn(8, 2)}, {"t": 1.0})
+    merged = method.merged_deltas([expert])["t"]
+    assert (merged != 0).sum() == 16, "a quarter of the 64 entries"
+
+
+def test_task_arithmetic_chooses_its_scale_on_held_out_training_samples(world):
+    """Each expert is trained without the last samples of its task; the scale is chosen on them for every task
+    seen so far, and the prepared model is W + scale * sum of the deltas, put back exactly afterwards."""
+    model, processor, tasks = world
+    method, state = METHODS["task-arithmetic"](expert=FAST, validation=2, scales=(0.5, 1.0)), None
+    for task in tasks:
+        state = method.learn(model, processor, task, state)
+    assert set(state.validation) == {"colour", "shape"} and all(len(s) == 2 for _, s in state.validation.values())
+    assert state.experts[0].training_log["config"]["steps"] == FAST.steps
+    assert state.scale in (0.5, 1.0) and set(state.scores) == {0.5, 1.0}
+    assert set(state.scores[0.5]) == {"colour", "shape"}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = VLMCollator(processor)(load_split(tasks[0], "train").samples[:4])
+    with torch.no_grad(), method.prepared(model, state):
+        merged = model(**batch).logits
+    with torch.no_grad():
+        for target in state.experts[0].targets:
+            delta = sum(e.scaling[target] * e.lora_B[target] @ e.lora_A[target] for e in state.experts)
+            model.get_submodule(target).weight += state.scale * delta
+        by_hand = model(**batch).logits
+        model.load_state_dict(before)
+    torch.testing.assert_close(merged, by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_holdout_keeps_samples_out_of_training(world):
+    model, processor, tasks = world
+    with pytest.raises(ValueError, match="holdout 8 leaves no training sample"):
+        METHODS["averaging"](expert=ExpertTrainConfig(steps=1, holdout=8)).learn(model, processor, tasks[0], None)

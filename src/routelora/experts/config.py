@@ -39,6 +39,9 @@ class ExpertTrainConfig:
     """Longest training sequence; longer answers are cut and counted."""
     seed: int = 0
     """Seed of LoRA initialisation and batch sampling."""
+    holdout: int = 0
+    """The last N samples of the task's training split are kept out of training: a validation split for methods
+    that choose a setting on it (task arithmetic's scale)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -53,6 +56,8 @@ class ExpertTrainConfig:
             raise ValueError("batch_size, grad_accumulation and max_length must be positive, weight_decay >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.holdout < 0:
+            raise ValueError(f"holdout must be at least 0, got {self.holdout}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
 

@@ -38,6 +38,12 @@ def train_expert(
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
     samples = load_split(task, "train").samples
+    if config.holdout:
+        if config.holdout >= len(samples):
+            raise ValueError(
+                f"task {task.name}: holdout {config.holdout} leaves no training sample of its {len(samples)}"
+            )
+        samples = samples[: -config.holdout]
     targets, feedforward = ia3_targets(layout.targets) if config.kind == "ia3" else (layout.targets, [])
     if config.kind == "ia3":
         adapter = IA3Config(target_modules=targets, feedforward_modules=feedforward, init_ia3_weights=True)
