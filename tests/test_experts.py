@@ -12,6 +12,7 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.experts import ExpertLibrary, load_expert, save_expert
+from routelora.experts.peft_adapter import natural_key
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import compute_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
@@ -64,8 +65,13 @@ def test_a_trained_expert_is_the_adapter_peft_would_save(setup, tmp_path):
     peft_model = PeftModel.from_pretrained(model, directory)
     peft_model.save_pretrained(tmp_path / "by-peft")
     peft_model.unload()
-    ours, theirs = (json.loads((d / "adapter_config.json").read_text()) for d in (directory, tmp_path / "by-peft"))
+    # PEFT writes its module lists in set order, which differs between runs: they are compared as sets
+    ours, theirs = (
+        _as_sets(json.loads((d / "adapter_config.json").read_text())) for d in (directory, tmp_path / "by-peft")
+    )
     assert ours == theirs and ours["inference_mode"] is True and "auto_mapping" in ours
+    written = json.loads((directory / "adapter_config.json").read_text())["target_modules"]
+    assert written == sorted(written, key=natural_key), "module lists in module order, the same in every process"
     ours, theirs = (load_file(d / "adapter_model.safetensors") for d in (directory, tmp_path / "by-peft"))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
@@ -432,3 +438,10 @@ def test_grouped_generation_gives_each_sample_the_answer_of_its_route(setup):
             counts.append(router.sequence_counts())
         assert answers[0] == answers[1] and torch.equal(counts[0], counts[1])
         assert counts[0].tolist() == [4, 4, 0]
+
+
+def _as_sets(config: dict) -> dict:
+    return {
+        key: set(value) if key.endswith("modules") and isinstance(value, list) else value
+        for key, value in config.items()
+    }

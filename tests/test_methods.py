@@ -11,6 +11,7 @@ from routelora.experts.expert import Expert
 from routelora.experts.train import ExpertTrainConfig
 from routelora.gates.train import GateTrainConfig
 from routelora.methods import METHODS, Method, RoutedMethod, method_condition
+from routelora.models.layout import get_layout
 from routelora.routing.config import ONE_EXPERT, RouterConfig
 from routelora.routing.model import attach_router
 from tiny_tasks import CORPUS, colour_and_shape
@@ -133,3 +134,43 @@ def test_holdout_keeps_samples_out_of_training(world):
     model, processor, tasks = world
     with pytest.raises(ValueError, match="holdout 8 leaves no training sample"):
         METHODS["averaging"](expert=ExpertTrainConfig(steps=1, holdout=8)).learn(model, processor, tasks[0], None)
+
+
+@pytest.mark.parametrize("name", ["sequential-full", "replay"])
+def test_sequential_full_fine_tuning_trains_the_language_model_only_and_puts_it_back(world, name):
+    model, processor, tasks = world
+    recipe = ExpertTrainConfig(steps=3, batch_size=4, lr=1e-3)
+    method, state = METHODS[name](recipe=recipe), None
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for task in tasks:
+        state = method.learn(model, processor, task, state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "learning leaves the model as it was"
+    assert state.tasks == 2 and state.expert is None
+    language_model = get_layout(model).language_model
+    trained = {f"{language_model}.{n}": w for n, w in state.weights.items()}
+    assert set(trained) == {n for n, _ in model.named_parameters() if n.startswith(language_model + ".")}
+    assert any(not torch.equal(before[n], w) for n, w in trained.items()), "the language model was trained"
+    batch = VLMCollator(processor)(load_split(tasks[0], "train").samples[:4])
+    with torch.no_grad():
+        plain = model(**batch).logits
+        with method.prepared(model, state):
+            tuned = model(**batch).logits
+    assert not torch.allclose(plain, tuned)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "prepared puts the weights back"
+    if name == "replay":  # 20% of each task's 8 training samples, drawn once when it is learned
+        assert [len(buffer) for buffer in state.buffers] == [2, 2]
+        colour = {s.id for s in load_split(tasks[0], "train").samples}
+        assert {s.id for s in state.buffers[0]} <= colour
+    else:
+        assert state.buffers == []
+
+
+def test_sequential_lora_continues_the_same_lora(world):
+    """The second task's LoRA starts from the first's: with a vanishing learning rate it stays the first's."""
+    model, processor, tasks = world
+    first = METHODS["sequential-lora"](recipe=FAST).learn(model, processor, tasks[0], None)
+    still = ExpertTrainConfig(rank=FAST.rank, steps=1, batch_size=4, lr=1e-12)
+    second = METHODS["sequential-lora"](recipe=still).learn(model, processor, tasks[1], first)
+    for target in first.expert.targets:
+        torch.testing.assert_close(second.expert.lora_A[target], first.expert.lora_A[target])
+        torch.testing.assert_close(second.expert.lora_B[target], first.expert.lora_B[target])

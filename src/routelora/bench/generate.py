@@ -95,6 +95,8 @@ class PrefillTimer:
 
     def __init__(self, model: nn.Module) -> None:
         self.seconds, self._start, self._armed = 0.0, 0.0, False
+        self.runs: list[float] = []
+        """Prefill seconds of each whole run of the workload."""
         self._handles = [
             model.register_forward_pre_hook(self._before),
             model.register_forward_hook(self._after),
@@ -163,7 +165,11 @@ def bench_shape(
         def run() -> list[torch.Tensor]:
             if before is not None:
                 before()
-            return run_condition(model, run_batches, new_tokens, options, timers[label])
+            timer = timers[label]
+            timer.seconds = 0.0
+            outputs = run_condition(model, run_batches, new_tokens, options, timer)
+            timer.runs.append(timer.seconds)
+            return outputs
 
         conditions[label] = run
 
@@ -213,10 +219,10 @@ def bench_shape(
     with torch.no_grad():
         outputs = {label: run() for label, run in conditions.items()}  # also the checks' outputs
         for timer in timers.values():
-            timer.seconds = 0.0
+            timer.runs.clear()
         decision["seconds"] = 0.0
         samples_s = time_samples(conditions, repeats, warmup)
-    prefill = {label: timer.seconds / (repeats + warmup) for label, timer in timers.items()}  # mean per run
+    prefill = {label: statistics.median(timer.runs) for label, timer in timers.items()}  # as the totals: medians
     row: dict[str, Any] = {"shape": shape, "prompts": prompts, "batch": batch, "new_tokens": new_tokens}
     row |= {"experts": experts, "large_library": len(library), "rank": rank}
     row["routes"] = {name: names.count(name) for name in sorted(set(names))}

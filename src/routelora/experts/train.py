@@ -17,7 +17,7 @@ from routelora.experts.config import ExpertTrainConfig
 from routelora.experts.expert import Expert, expert_metadata
 from routelora.experts.fingerprint import base_fingerprint
 from routelora.experts.ia3 import ia3_targets, split_ia3_tensors
-from routelora.experts.peft_adapter import lora_scalings, split_lora_tensors
+from routelora.experts.peft_adapter import lora_scalings, natural_key, split_lora_tensors
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
 
@@ -28,9 +28,15 @@ def train_expert(
     task: TaskConfig,
     config: ExpertTrainConfig | None = None,
     progress: bool = True,
+    init: Expert | None = None,
+    extra_samples: list | None = None,
 ) -> tuple[Expert, TrainResult]:
     """Train an expert for ``task`` with PEFT, a LoRA or (``config.kind="ia3"``) an (IA)^3 one, and return it in
     memory (save it with ``save_expert`` or ``ExpertLibrary.add``, each of which writes it once).
+
+    ``init``: a LoRA expert of the same targets and rank to start from instead of PEFT's initialisation (one LoRA
+    trained on and on, task after task). ``extra_samples``: more training samples mixed into the task's own, in
+    proportion to their number (a replay buffer).
 
     The base model is left as it was: the adapter layers are unloaded after training.
     """
@@ -54,8 +60,11 @@ def train_expert(
     torch.manual_seed(config.seed)
     peft_model = get_peft_model(model, adapter)
     try:
+        if init is not None:
+            _start_from(peft_model, init)
         collator = VLMCollator(processor, max_length=config.max_length)
-        batches = mixed_batches([samples], collator, config.batch_size, seed=config.seed)
+        pools = [samples, extra_samples] if extra_samples else [samples]
+        batches = mixed_batches(pools, collator, config.batch_size, seed=config.seed)
         schedule = TrainConfig(
             steps=config.total_steps(len(samples)),
             lr=config.lr,
@@ -99,6 +108,20 @@ def train_expert(
     return expert, result
 
 
+def _start_from(peft_model, init: Expert) -> None:
+    """Copy ``init``'s LoRA factors into the freshly made adapter, refusing one of other targets or ranks."""
+    for name in init.targets:
+        layer = peft_model.get_base_model().get_submodule(name)
+        for part, tensor in (("lora_A", init.lora_A[name]), ("lora_B", init.lora_B[name])):
+            weight = getattr(layer, part)["default"].weight
+            if weight.shape != tensor.shape:
+                raise ValueError(
+                    f"init expert {init.name}: {name}.{part} is {tuple(tensor.shape)}, not {tuple(weight.shape)}"
+                )
+            with torch.no_grad():
+                weight.copy_(tensor)
+
+
 def _adapter_config(peft_model) -> dict:
     """``adapter_config.json`` as ``PeftModel.save_pretrained`` writes it (inference mode on, the base model's
     class for ``AutoPeftModel``), by PEFT's own ``PeftConfig.save_pretrained`` into a temporary folder."""
@@ -112,4 +135,10 @@ def _adapter_config(peft_model) -> dict:
         mapping = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
     with tempfile.TemporaryDirectory(prefix="routelora-adapter-config-") as folder:
         config.save_pretrained(folder, auto_mapping_dict=mapping)
-        return json.loads((Path(folder) / "adapter_config.json").read_text())
+        written = json.loads((Path(folder) / "adapter_config.json").read_text())
+    # PEFT keeps module lists as sets and writes them in set order, which changes from process to process (string
+    # hashing is randomised): in module order, the same training writes the same file
+    for key in ("target_modules", "feedforward_modules"):
+        if isinstance(written.get(key), list):
+            written[key] = sorted(written[key], key=natural_key)
+    return written
