@@ -64,16 +64,16 @@ def generate_answers(
 
     count = len(samples)
     batches = [list(range(start, min(start + batch_size, count))) for start in range(0, count, batch_size)]
-    router = routed_model(model) if group_by_route and len(samples) > batch_size else None
+    router = routed_model(model) if group_by_route and count > batch_size else None
     if router is not None:
         routes = []
         for indices in batches:
             chosen = decide_routes(router, model_batch([samples[i] for i in indices]))  # (batch, k)
             routes += [tuple(row) for row in chosen.tolist()]
         batches = route_batches(routes, batch_size)
-    answers: list[str] = [""] * len(samples)
+    answers: list[str] = [""] * count
     description = progress if isinstance(progress, str) else "generating"
-    with tqdm(total=len(samples), desc=description, disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=count, desc=description, disable=not progress, dynamic_ncols=True) as bar:
         for indices in batches:
             batch = model_batch([samples[i] for i in indices])
             output = model.generate(

@@ -87,14 +87,7 @@ class Expert:
     @property
     def input_sizes(self) -> dict[str, int]:
         """d_in of each adapted module (an output-scaling (IA)^3 vector does not show it: expert.json does)."""
-        if self.ia3 is None:
-            return {name: a.shape[1] for name, a in self.lora_A.items()}
-        stored = self.metadata.get("input_sizes") or {}
-        return {
-            name: vector.shape[0] if name in self.ia3_input else int(stored[name])
-            for name, vector in self.ia3.items()
-            if name in self.ia3_input or name in stored
-        }
+        return _input_sizes(self.lora_A, self.ia3, self.ia3_input, self.metadata.get("input_sizes"))
 
     @property
     def parameters(self) -> int:
@@ -251,10 +244,28 @@ def adapter_input_sizes(directory: Path) -> dict[str, int]:
     so that broken routing files can still be replaced."""
     config = io.read_json(directory / ADAPTER_CONFIG, ExpertFormatError)
     if not is_ia3_config(config):
-        return {name: a.shape[1] for name, a in read_adapter(directory)[1].items()}
+        return _input_sizes(read_adapter(directory)[1], None, (), None)
     _, vectors, inputs = read_ia3_adapter(directory)
-    stored = io.read_json(directory / EXPERT_JSON, ExpertFormatError).get("input_sizes") or {}
-    return {name: vector.shape[0] if name in inputs else int(stored[name]) for name, vector in vectors.items()}
+    stored = io.read_json(directory / EXPERT_JSON, ExpertFormatError).get("input_sizes")
+    return _input_sizes({}, vectors, inputs, stored)
+
+
+def _input_sizes(
+    lora_A: dict[str, torch.Tensor],
+    ia3: dict[str, torch.Tensor] | None,
+    ia3_input: tuple[str, ...] | list[str],
+    stored: dict | None,
+) -> dict[str, int]:
+    """d_in of each adapted module: a LoRA's A shows it, an input-scaling (IA)^3 vector too, and expert.json's
+    ``input_sizes`` (``stored``) gives it for output-scaling ones (a module it lacks is left out)."""
+    if ia3 is None:
+        return {name: a.shape[1] for name, a in lora_A.items()}
+    stored = stored or {}
+    return {
+        name: vector.shape[0] if name in ia3_input else int(stored[name])
+        for name, vector in ia3.items()
+        if name in ia3_input or name in stored
+    }
 
 
 def save_gates(expert_dir: str | Path, gates: dict[str, torch.Tensor], gate_training: dict | None) -> None:

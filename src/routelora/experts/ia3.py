@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
+from routelora import io
 from routelora.errors import ExpertFormatError
+from routelora.experts.peft_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, natural_key
 from routelora.models.families import TARGET_KINDS
 
 IA3_SUFFIX = ".ia3_l"
@@ -45,8 +47,6 @@ def check_ia3_config(config: dict, path: Path) -> None:
 
 def split_ia3_tensors(tensors: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     """PEFT's flat keys -> (module -> scaling vector, the modules whose input is scaled), in module order."""
-    from routelora.experts.peft_adapter import PEFT_PREFIX, natural_key
-
     vectors, inputs = {}, []
     for key, tensor in tensors.items():
         if not key.startswith(PEFT_PREFIX) or not key.endswith(IA3_SUFFIX):
@@ -68,8 +68,6 @@ def split_ia3_tensors(tensors: dict[str, torch.Tensor], path: Path) -> tuple[dic
 
 def ia3_state(vectors: dict[str, torch.Tensor], inputs: list[str]) -> dict[str, torch.Tensor]:
     """The tensors PEFT saves for these vectors, under its keys and shapes."""
-    from routelora.experts.peft_adapter import PEFT_PREFIX
-
     return {
         f"{PEFT_PREFIX}{name}{IA3_SUFFIX}": vector.reshape(1, -1) if name in inputs else vector.reshape(-1, 1)
         for name, vector in vectors.items()
@@ -89,9 +87,6 @@ def minimal_ia3_config(targets: list[str], inputs: list[str]) -> dict:
 
 def read_ia3_adapter(directory: Path) -> tuple[dict, dict[str, torch.Tensor], list[str]]:
     """(adapter config, module -> scaling vector, input-scaled modules) of a PEFT IA3 adapter directory."""
-    from routelora import io
-    from routelora.experts.peft_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-
     config_path = Path(directory) / ADAPTER_CONFIG
     config = io.read_json(config_path, ExpertFormatError)
     check_ia3_config(config, config_path)

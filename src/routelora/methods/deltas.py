@@ -1,12 +1,13 @@
-"""What the merging baselines share: each LoRA expert's exact weight delta, and a model holding a merged delta.
+"""What the baselines share: each LoRA expert's exact weight delta, and parameters held changed for an evaluation
+(a merged delta, or sequentially fine-tuned weights) and put back bit for bit afterwards.
 
 A LoRA expert changes a linear layer by ``Delta W = s B A`` (d_out, d_in). The merging baselines combine these
 dense deltas, not the A and B factors separately (PEFT's ``add_weighted_adapter`` with ``combination_type="linear"``
 mixes the factors, which is not the mean of the updates), so that averaging is exactly ``W + mean_i Delta W_i``.
 """
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 from torch import nn
@@ -36,18 +37,24 @@ def deltas_by_target(experts: Sequence[Expert]) -> dict[str, list[torch.Tensor]]
 
 
 @contextmanager
-def weights_with(model: nn.Module, deltas: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Hold ``model`` with each target's weight plus its delta; the original weights are put back bit for bit
-    afterwards (they are copied first, not recomputed by subtracting)."""
-    originals: dict[str, torch.Tensor] = {}
+def held_parameters(
+    parameters: dict[str, nn.Parameter], change: Callable[[str, nn.Parameter], None]
+) -> Iterator[None]:
+    """Hold ``parameters`` as ``change(name, parameter)`` leaves them (changed in place, without gradients); the
+    originals are put back bit for bit afterwards (they are copied first, not recomputed by undoing the change)."""
+    originals = {name: parameter.detach().clone() for name, parameter in parameters.items()}
     try:
         with torch.no_grad():
-            for target, delta in deltas.items():
-                weight = model.get_submodule(target).weight
-                originals[target] = weight.detach().clone()
-                weight.add_(delta.to(weight.device, weight.dtype))
+            for name, parameter in parameters.items():
+                change(name, parameter)
         yield None
     finally:
         with torch.no_grad():
-            for target, original in originals.items():
-                model.get_submodule(target).weight.copy_(original)
+            for name, parameter in parameters.items():
+                parameter.copy_(originals[name])
+
+
+def weights_with(model: nn.Module, deltas: dict[str, torch.Tensor]) -> AbstractContextManager:
+    """Hold ``model`` with each target's weight plus its delta, then put the weights back bit for bit."""
+    weights = {target: model.get_submodule(target).weight for target in deltas}
+    return held_parameters(weights, lambda target, weight: weight.add_(deltas[target].to(weight.device, weight.dtype)))

@@ -16,8 +16,7 @@ cosine) for every task alike.
 
 import math
 import random
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +27,7 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.methods.deltas import held_parameters
 from routelora.models.layout import get_layout
 from routelora.routing.config import ONE_EXPERT
 from routelora.routing.model import attach_router
@@ -119,19 +119,10 @@ class SequentialFineTuning:
         return _weights(model.get_submodule(get_layout(model).language_model), state.weights)
 
 
-@contextmanager
-def _weights(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> Iterator[None]:
+def _weights(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> AbstractContextManager:
     """Hold ``module`` with ``weights`` (all its parameters; None: as it is), and put its own back bit for bit,
     whatever was trained meanwhile."""
     parameters = dict(module.named_parameters())
-    originals = {name: parameter.detach().clone() for name, parameter in parameters.items()}
-    try:
-        if weights is not None:
-            with torch.no_grad():
-                for name, parameter in parameters.items():
-                    parameter.copy_(weights[name])
-        yield None
-    finally:
-        with torch.no_grad():
-            for name, parameter in parameters.items():
-                parameter.copy_(originals[name])
+    if weights is None:
+        return held_parameters(parameters, lambda name, parameter: None)
+    return held_parameters(parameters, lambda name, parameter: parameter.copy_(weights[name]))

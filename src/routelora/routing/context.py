@@ -47,10 +47,8 @@ def plan_decision(decision: tuple[torch.Tensor, torch.Tensor]) -> SequencePlan:
     weights, chosen = decision  # (batch, candidates), (batch, k)
     experts = chosen[chosen >= 0].unique()  # (u,)
     coefficients = weights[:, experts]  # (batch, u)
-    uniform = bool((coefficients == coefficients[:1]).all()) if coefficients.numel() else True
-    key = (
-        (tuple(experts.tolist()), tuple(coefficients[0].tolist()) if coefficients.numel() else ()) if uniform else None
-    )
+    uniform = bool((coefficients == coefficients[:1]).all())  # True for no expert at all (an empty comparison)
+    key = (tuple(experts.tolist()), tuple(coefficients[:1].flatten().tolist())) if uniform else None
     return SequencePlan(decision, experts, coefficients, uniform, key)
 
 

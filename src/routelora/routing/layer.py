@@ -264,7 +264,7 @@ class RoutedLinear(nn.Module):
         planned = self._weights_for(plan)
         if planned.merged is not None:
             return F.linear(x, planned.merged, planned.merged_bias)
-        if planned.in_scale is not None or planned.out_scale is not None or planned.down is not None:
+        if planned.fused is None:
             inputs = x * planned.in_scale[:, None, :] if planned.in_scale is not None else x
             result = F.linear(inputs, self.base.weight, self.base.bias)  # (batch, seq, d_out)
             if planned.out_scale is not None:
@@ -277,10 +277,6 @@ class RoutedLinear(nn.Module):
             if planned.row_scale is not None:
                 hidden = hidden * planned.row_scale[:, None, :]
             return result + hidden @ planned.up
-        if planned.per_row:
-            return self.base(x) + self._per_sequence_update(x, *plan.source)
-        if planned.fused is None:
-            return F.linear(x, self.base.weight, self.base.bias)
         batch, d_out = x.shape[0], self.base.out_features
         both = F.linear(x, planned.fused, planned.fused_bias).view(batch, -1, planned.fused.shape[0])
         result, hidden = both.split([d_out, planned.up.shape[0]], -1)  # (batch, seq, d_out), (batch, seq, u * r)
