@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, in .venv (created if needed): generate the task world, build or reuse the
-# pretrained tiny base, train a LoRA expert and its gates for each of the five specialised tasks, and evaluate
-# every task on the test split and on the reworded one, routed, with the routing report. Outputs go to runs/demo
-# (override with DEMO_DIR); the world and the base are cached in ~/.cache/routelora (override with ROUTELORA_CACHE).
+# The main job on the embedded default, in .venv (created if needed): `routelora demo`, the paper in miniature.
+# It generates the task world, builds or reuses the pretrained tiny base, runs the continual-learning stream over
+# every method and the paper's other experiments, and writes results.json, report.md and report.html, saying
+# which of the paper's claims held. Outputs go to runs/demo (override with DEMO_DIR; a stream already there is
+# resumed); the world and the base are cached in ~/.cache/routelora (override with ROUTELORA_CACHE). Extra
+# arguments go to `routelora demo` (--quick: short recipes, a smoke run of the whole pipeline in minutes).
 source "$(dirname "$0")/env.sh"
 out=${DEMO_DIR:-runs/demo}
-python -m routelora.experiments.demo --out "$out" "$@"
+routelora demo --out "$out" "$@"

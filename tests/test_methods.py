@@ -174,3 +174,69 @@ def test_sequential_lora_continues_the_same_lora(world):
     for target in first.expert.targets:
         torch.testing.assert_close(second.expert.lora_A[target], first.expert.lora_A[target])
         torch.testing.assert_close(second.expert.lora_B[target], first.expert.lora_B[target])
+
+
+@pytest.mark.parametrize("name", ["multitask-lora", "multitask-full"])
+def test_multitask_learning_trains_once_on_every_task_with_their_steps_added_up(world, name):
+    from routelora.training import tally
+
+    model, processor, tasks = world
+    recipe = ExpertTrainConfig(rank=4, steps=3, batch_size=4, lr=1e-3)
+    method = METHODS[name](recipe=recipe)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with tally() as cost:
+        state = method.learn_jointly(model, processor, tasks)
+    assert cost.runs == 1 and cost.steps == 6 and cost.samples == 24
+    assert [task.name for task in state.tasks] == ["colour", "shape"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "learning leaves the model as it was"
+    batch = VLMCollator(processor)(load_split(tasks[1], "train").samples[:4])
+    with torch.no_grad():
+        plain = model(**batch).logits
+        with method.prepared(model, state):
+            tuned = model(**batch).logits
+    assert not torch.allclose(plain, tuned)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "prepared puts the model back"
+    if name == "multitask-lora":
+        assert state.expert.metadata["tasks"] == ["colour", "shape"] and state.weights is None
+    else:
+        assert state.expert is None and state.weights
+
+
+def test_arrow_over_one_expert_is_that_expert_and_leaves_the_model_as_it_was(world):
+    """Arrow's softmax over one expert gives it weight 1 on every token: the plain LoRA model. Over two, tokens
+    are routed by the experts' singular vectors and the outputs differ from either alone."""
+    model, processor, tasks = world
+    method = METHODS["arrow"](expert=FAST)
+    state = None
+    for task in tasks:
+        state = method.learn(model, processor, task, state)
+    batch = VLMCollator(processor)(load_split(tasks[0], "train").samples[:4])
+    modules = [type(m) for m in model.modules()]
+    with torch.no_grad():
+        plain = model(**batch).logits
+        with method.prepared(model, state[:1]):
+            arrow_one = model(**batch).logits
+        with attach_router(model, state[:1], ONE_EXPERT):
+            alone = model(**batch).logits
+        with method.prepared(model, state):
+            arrow_two = model(**batch).logits
+        after = model(**batch).logits
+    torch.testing.assert_close(arrow_one, alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(arrow_two, alone, atol=1e-4)
+    assert torch.equal(plain, after) and [type(m) for m in model.modules()] == modules, "the Arrow layers are gone"
+
+
+def test_shared_experts_are_trained_once_and_charged_to_each_user(world, tmp_path):
+    from routelora.methods.shared import SharedExperts
+    from routelora.training import tally
+
+    model, processor, tasks = world
+    shared = SharedExperts(tmp_path)
+    with tally() as first:
+        one = METHODS["averaging"](expert=FAST, shared=shared).learn(model, processor, tasks[0], None)
+    with tally() as second:
+        two = METHODS["ties"](expert=FAST, shared=shared).learn(model, processor, tasks[0], None)
+    assert one[0] is two[0], "the same expert object"
+    assert first.samples == second.samples == FAST.steps * FAST.batch_size and first.runs == second.runs == 1
+    again = SharedExperts(tmp_path).expert(model, processor, tasks[0], FAST)  # read back from disk
+    assert all(torch.equal(again.lora_A[n], one[0].lora_A[n]) for n in one[0].targets)

@@ -20,7 +20,7 @@ from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
 from routelora.environment import package_versions
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
-from routelora.experiments.demo import EXPERT_RECIPE, GATE_RECIPE
+from routelora.experiments.routing_comparison import EXPERT_RECIPE, GATE_RECIPE
 from routelora.experts import ExpertLibrary
 from routelora.experts.expert import ADAPTER_WEIGHTS
 from routelora.experts.library import load_base_prototypes

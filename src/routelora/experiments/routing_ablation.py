@@ -113,7 +113,7 @@ def compare_unrelated(
 ) -> dict[str, dict[str, float]]:
     """The default router over the library without and with the expert of an unrelated ``task``; prints each task's
     score change in points of its metric (x100)."""
-    from routelora.experiments.demo import EXPERT_RECIPE, GATE_RECIPE
+    from routelora.experiments.routing_comparison import EXPERT_RECIPE, GATE_RECIPE
     from routelora.experts.train import train_expert
     from routelora.gates.train import train_gates
 

@@ -43,13 +43,7 @@ def train_expert(
     config = config or ExpertTrainConfig()
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
-    samples = load_split(task, "train").samples
-    if config.holdout:
-        if config.holdout >= len(samples):
-            raise ValueError(
-                f"task {task.name}: holdout {config.holdout} leaves no training sample of its {len(samples)}"
-            )
-        samples = samples[: -config.holdout]
+    samples = training_samples(task, config)
     targets, feedforward = ia3_targets(layout.targets) if config.kind == "ia3" else (layout.targets, [])
     if config.kind == "ia3":
         adapter = IA3Config(target_modules=targets, feedforward_modules=feedforward, init_ia3_weights=True)
@@ -106,6 +100,14 @@ def train_expert(
         training_log=asdict(result),
     )
     return expert, result
+
+
+def training_samples(task: TaskConfig, config: ExpertTrainConfig) -> list:
+    """``task``'s training samples less the last ``config.holdout`` (kept out as a validation split)."""
+    samples = load_split(task, "train").samples
+    if config.holdout >= len(samples):
+        raise ValueError(f"task {task.name}: holdout {config.holdout} leaves no training sample of its {len(samples)}")
+    return samples[: len(samples) - config.holdout]
 
 
 def _start_from(peft_model, init: Expert) -> None:

@@ -12,8 +12,9 @@ from torch import nn
 
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.experts.train import ExpertTrainConfig
 from routelora.methods.deltas import deltas_by_target, weights_with
+from routelora.methods.shared import SharedExperts, obtain_expert
 
 
 @dataclass
@@ -22,9 +23,11 @@ class ModelAveraging:
 
     name: str = "averaging"
     expert: ExpertTrainConfig = field(default_factory=ExpertTrainConfig)
+    shared: SharedExperts | None = None
+    """Store the experts come from, shared with other methods (None: each is trained here)."""
 
     def learn(self, model: nn.Module, processor, task: TaskConfig, state: list[Expert] | None) -> list[Expert]:
-        expert, _ = train_expert(model, processor, task, self.expert, progress=False)
+        expert = obtain_expert(self.shared, model, processor, task, self.expert)
         return [*(state or []), expert]
 
     def prepared(self, model: nn.Module, state: list[Expert]) -> AbstractContextManager:

@@ -15,9 +15,10 @@ from torch import nn
 
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.experts.train import ExpertTrainConfig
 from routelora.gates.prototypes import general_prototypes
-from routelora.gates.train import GateTrainConfig, train_gates
+from routelora.gates.train import GateTrainConfig
+from routelora.methods.shared import SharedExperts, obtain_expert
 from routelora.routing.config import RouterConfig
 from routelora.routing.model import RoutedModel, attach_router
 
@@ -41,6 +42,8 @@ class RoutedMethod:
     general: Sequence[TaskConfig] = ()
     """General-data tasks of the base model whose prototypes are its candidates (needed with base candidates)."""
     general_samples: int = 256
+    shared: SharedExperts | None = None
+    """Store the experts come from, shared with other methods (None: each is trained here)."""
 
     def __post_init__(self) -> None:
         if self.router.base_candidates and not self.general:
@@ -53,8 +56,7 @@ class RoutedMethod:
         state = state or RoutedState()
         if self.router.base_candidates and not state.base_prototypes:
             state.base_prototypes = general_prototypes(model, processor, self.general, self.general_samples, False)
-        expert, _ = train_expert(model, processor, task, self.expert, progress=False)
-        expert, _ = train_gates(model, processor, expert, task, self.gates, progress=False)
+        expert = obtain_expert(self.shared, model, processor, task, self.expert, self.gates)
         return RoutedState([*state.experts, expert], state.base_prototypes)
 
     def prepared(self, model: nn.Module, state: RoutedState) -> RoutedModel:

@@ -17,21 +17,20 @@ cosine) for every task alike.
 import math
 import random
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.methods.deltas import held_parameters
-from routelora.models.layout import get_layout
+from routelora.experts.fingerprint import base_fingerprint
+from routelora.experts.train import ExpertTrainConfig, train_expert, training_samples
+from routelora.methods.finetune import fine_tune_language_model, language_model_weights
+from routelora.methods.shared import SharedExperts
 from routelora.routing.config import ONE_EXPERT
 from routelora.routing.model import attach_router
-from routelora.training import TrainConfig, mixed_batches, train
 
 VARIANTS = ("full", "lora")
 
@@ -60,6 +59,9 @@ class SequentialFineTuning:
     replay baseline)."""
     seed: int = 0
     """Seed of the replay buffers' draws."""
+    shared: SharedExperts | None = None
+    """Store shared with other methods: the first task's training is the same for sequential fine-tuning with and
+    without replay (no buffer yet), and for the ``lora`` variant it is that task's expert."""
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -71,10 +73,19 @@ class SequentialFineTuning:
         state = state or SequentialState()
         replayed = [sample for buffer in state.buffers for sample in buffer]
         if self.variant == "lora":
-            expert, _ = train_expert(
-                model, processor, task, self.recipe, progress=False, init=state.expert, extra_samples=replayed
-            )
+            if state.expert is None and self.shared is not None:  # the first task: exactly that task's expert
+                expert = self.shared.expert(model, processor, task, self.recipe)
+            else:
+                expert, _ = train_expert(
+                    model, processor, task, self.recipe, progress=False, init=state.expert, extra_samples=replayed
+                )
             weights = None
+        elif state.weights is None and self.shared is not None:  # the first task, with or without replay alike
+            key = ("full fine-tuning", task.name, str(task.source), asdict(self.recipe), base_fingerprint(model))
+            expert, weights = (
+                None,
+                self.shared.reused(key, lambda: self._train_full(model, processor, task, state, [])),
+            )
         else:
             expert, weights = None, self._train_full(model, processor, task, state, replayed)
         buffers = [*state.buffers, self._buffer(task, state.tasks)] if self.replay else state.buffers
@@ -88,41 +99,12 @@ class SequentialFineTuning:
     def _train_full(
         self, model: nn.Module, processor, task: TaskConfig, state: SequentialState, replayed: list[Sample]
     ) -> dict[str, torch.Tensor]:
-        language_model = model.get_submodule(get_layout(model).language_model)
-        parameters = dict(language_model.named_parameters())
-        with _weights(language_model, state.weights):
-            for parameter in model.parameters():
-                parameter.requires_grad_(False)
-            for parameter in parameters.values():
-                parameter.requires_grad_(True)
-            try:
-                collator = VLMCollator(processor, max_length=self.recipe.max_length)
-                samples = load_split(task, "train").samples
-                pools = [samples, replayed] if replayed else [samples]
-                batches = mixed_batches(pools, collator, self.recipe.batch_size, seed=self.recipe.seed)
-                schedule = TrainConfig(
-                    steps=self.recipe.total_steps(len(samples)),
-                    lr=self.recipe.lr,
-                    weight_decay=self.recipe.weight_decay,
-                    warmup_ratio=self.recipe.warmup_ratio,
-                    seed=self.recipe.seed,
-                )
-                train(model, list(parameters.values()), batches, schedule, progress=False)
-            finally:
-                for parameter in model.parameters():
-                    parameter.requires_grad_(False)
-            return {name: parameter.detach().clone() for name, parameter in parameters.items()}
+        samples = training_samples(task, self.recipe)
+        pools = [samples, replayed] if replayed else [samples]
+        steps = self.recipe.total_steps(len(samples))
+        return fine_tune_language_model(model, processor, pools, steps, self.recipe, state.weights)
 
     def prepared(self, model: nn.Module, state: SequentialState) -> AbstractContextManager:
         if self.variant == "lora":
             return attach_router(model, [state.expert], ONE_EXPERT)
-        return _weights(model.get_submodule(get_layout(model).language_model), state.weights)
-
-
-def _weights(module: nn.Module, weights: dict[str, torch.Tensor] | None) -> AbstractContextManager:
-    """Hold ``module`` with ``weights`` (all its parameters; None: as it is), and put its own back bit for bit,
-    whatever was trained meanwhile."""
-    parameters = dict(module.named_parameters())
-    if weights is None:
-        return held_parameters(parameters, lambda name, parameter: None)
-    return held_parameters(parameters, lambda name, parameter: parameter.copy_(weights[name]))
+        return language_model_weights(model, state.weights)

@@ -19,8 +19,9 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.evaluation.evaluate import generate_answers
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.experts.train import ExpertTrainConfig
 from routelora.methods.deltas import deltas_by_target, weights_with
+from routelora.methods.shared import SharedExperts, obtain_expert
 from routelora.metrics import compute_metric
 
 
@@ -45,6 +46,8 @@ class TaskArithmetic:
     """Training samples of each task kept out of its expert's training, for choosing the scale."""
     scales: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     """Candidate scales lambda."""
+    shared: SharedExperts | None = None
+    """Store the experts come from, shared with other methods (None: each is trained here)."""
 
     def __post_init__(self) -> None:
         if self.validation < 1 or not self.scales or min(self.scales) <= 0:
@@ -55,7 +58,7 @@ class TaskArithmetic:
     ) -> TaskArithmeticState:
         state = state or TaskArithmeticState()
         recipe = replace(self.expert, holdout=self.validation)
-        expert, _ = train_expert(model, processor, task, recipe, progress=False)
+        expert = obtain_expert(self.shared, model, processor, task, recipe)
         held_out = load_split(task, "train").samples[-self.validation :]
         state = TaskArithmeticState([*state.experts, expert], {**state.validation, task.name: (task, held_out)})
         collator = VLMCollator(processor)

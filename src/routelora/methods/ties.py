@@ -16,8 +16,9 @@ from torch import nn
 
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import Expert
-from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.experts.train import ExpertTrainConfig
 from routelora.methods.deltas import deltas_by_target, weights_with
+from routelora.methods.shared import SharedExperts, obtain_expert
 
 
 @dataclass
@@ -33,6 +34,8 @@ class MergingMethod:
     """Weight of every expert's delta in the merge."""
     seed: int = 0
     """Seed of DARE's random drops."""
+    shared: SharedExperts | None = None
+    """Store the experts come from, shared with other methods (None: each is trained here)."""
 
     def __post_init__(self) -> None:
         if self.merge not in ("ties", "dare"):
@@ -41,7 +44,7 @@ class MergingMethod:
             raise ValueError(f"density must be in (0, 1], got {self.density}")
 
     def learn(self, model: nn.Module, processor, task: TaskConfig, state: list[Expert] | None) -> list[Expert]:
-        expert, _ = train_expert(model, processor, task, self.expert, progress=False)
+        expert = obtain_expert(self.shared, model, processor, task, self.expert)
         return [*(state or []), expert]
 
     def merged_deltas(self, state: list[Expert]) -> dict[str, torch.Tensor]:

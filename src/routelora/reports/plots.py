@@ -79,3 +79,44 @@ def confusion_heatmap(reports: list, columns: list[str], title: str, out: Path) 
     axes.set_ylabel("task (own candidate)")
     axes.set_title(title)
     return _save_png(figure, out)
+
+
+def drop_bars(drops: dict[str, dict[str, float]], tasks: list[str], title: str, out: Path) -> Path:
+    """The paper's Figure 2: per method (``drops`` method -> task -> points), grouped bars of each task's score
+    minus its specialist's, on the normalised scale (0 is the specialist; below 0 lost)."""
+    out = Path(out)
+    methods = list(drops)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(methods) * len(tasks) / 3 + 3), 4.2))
+    width = 0.8 / max(1, len(tasks))
+    for i, task in enumerate(tasks):
+        positions = [m + (i - (len(tasks) - 1) / 2) * width for m in range(len(methods))]
+        axes.bar(positions, [drops[m].get(task, float("nan")) for m in methods], width, label=task)
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    axes.set_ylabel("score - specialist (normalised points)")
+    axes.set_title(title)
+    axes.legend(fontsize=8, ncols=min(4, len(tasks)))
+    return _save_png(figure, out)
+
+
+def accuracy_matrices(matrices: dict[str, list[list[float]]], tasks: list[str], title: str, out: Path) -> Path:
+    """Every method's accuracy matrix ``R[step][task]`` (normalised scores) as small heatmaps side by side."""
+    out = Path(out)
+    columns = min(4, len(matrices))
+    rows = -(-len(matrices) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
+    for axes in grid.flat[len(matrices) :]:
+        axes.axis("off")
+    for axes, (method, matrix) in zip(grid.flat, matrices.items()):
+        values = torch.tensor(matrix, dtype=torch.float32)  # (steps + 1, tasks)
+        axes.imshow(values.numpy(), cmap="viridis", vmin=0.0, vmax=100.0, aspect="auto")
+        for step in range(len(matrix)):
+            for task, value in enumerate(matrix[step]):
+                if value == value:  # not NaN
+                    colour = "black" if value > 60 else "white"
+                    axes.text(task, step, f"{value:.0f}", ha="center", va="center", fontsize=7, color=colour)
+        axes.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right", fontsize=7)
+        axes.set_yticks(range(len(matrix)), ["0-shot", *(str(s) for s in range(1, len(matrix)))], fontsize=7)
+        axes.set_title(method, fontsize=9)
+    figure.suptitle(title)
+    return _save_png(figure, out)

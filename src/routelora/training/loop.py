@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from routelora import io
+from routelora.training.tally import TrainingCost, add_to_tallies
 
 SCHEDULES = ("cosine", "constant")
 
@@ -59,6 +60,10 @@ class TrainResult:
     """Mean loss of each optimizer step."""
     seconds: float = 0.0
     """Wall-clock time of the loop."""
+    samples: int = 0
+    """Training samples seen (rows of every micro-batch)."""
+    trainable: int = 0
+    """Trainable parameters."""
     config: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
@@ -94,7 +99,7 @@ def train(
         scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
-    result = TrainResult(config=asdict(config))
+    result = TrainResult(config=asdict(config), trainable=sum(p.numel() for p in trainable))
     description = progress if isinstance(progress, str) else "training"
     bar = tqdm(total=config.steps, desc=description, disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
@@ -103,6 +108,7 @@ def train(
             step_loss = 0.0
             for _ in range(config.grad_accumulation):
                 batch = {key: value.to(accelerator.device) for key, value in next(batches).items()}
+                result.samples += len(batch["labels"])
                 with accelerator.accumulate(model):
                     # No KV cache in training: nothing reads it, and packed rows (position ids, no attention mask)
                     # are only kept apart without one.
@@ -121,4 +127,5 @@ def train(
         bar.close()
         model.eval()
     result.seconds = time.perf_counter() - start
+    add_to_tallies(TrainingCost(result.seconds, result.samples, config.steps, 1, result.trainable))
     return result

@@ -1,8 +1,11 @@
-"""The main job on the embedded default: world -> pretrained base -> 5 experts + gates -> routed evaluation on the
-test split and on the reworded test split (held-out instruction phrasings).
+"""The routers compared on the embedded world: world -> pretrained base -> 5 experts + gates (1200 steps each) ->
+routed evaluation on the test split and on the reworded test split (held-out instruction phrasings), against the
+oracle experts. The README's routing table comes from it (the main job, ``routelora demo``, is the paper in
+miniature, :mod:`routelora.experiments.paper`).
 
-Run with ``python -m routelora.experiments.demo --out runs/demo``. Every step is cached or resumable: the world
-and the base live in the routelora cache, and experts already in the library are not trained again.
+Run with ``python -m routelora.experiments.routing_comparison --out runs/routing``. Every step is cached or
+resumable: the world and the base live in the routelora cache, and experts already in the library are not trained
+again.
 """
 
 import argparse
@@ -95,7 +98,7 @@ def evaluate_all(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--out", type=Path, default=Path("runs/routing"))
     parser.add_argument("--limit", type=int, help="evaluate the first N test samples of each task")
     parser.add_argument("--expert-steps", type=int, help="override the expert training steps")
     args = parser.parse_args(argv)

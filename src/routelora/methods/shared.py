@@ -1,0 +1,125 @@
+"""Experts trained once and shared: every method that trains the same expert (same task, recipe and base) gets
+the same one.
+
+Routing, model averaging, task arithmetic, TIES and DARE all start from one LoRA expert per task, trained on that
+task alone. Compared side by side they should combine the very same experts (then the comparison is about the
+combination, not about training noise), and a stream should not train them five times. Given a ``root``, the
+experts are kept on disk too, so a stream that is run again (or resumed) reads them back. Each method is still
+charged the training its experts took (:mod:`routelora.training.tally`), cached or not.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from routelora import io
+from routelora.data.task import TaskConfig
+from routelora.experts.expert import Expert, load_expert, save_expert
+from routelora.experts.fingerprint import base_fingerprint
+from routelora.experts.train import ExpertTrainConfig, train_expert
+from routelora.gates.config import GateTrainConfig
+from routelora.gates.train import train_gates
+from routelora.training import TrainingCost, add_to_tallies, tally
+
+COST_FILE = "training_cost.json"
+
+
+@dataclass
+class SharedExperts:
+    """A store of trained experts keyed by task, recipe, gate recipe and base model."""
+
+    root: Path | None = None
+    """Folder the experts are kept in (one expert directory per key, with its training cost); None keeps them in
+    memory only."""
+    _memory: dict[str, tuple[Expert, TrainingCost]] = field(default_factory=dict, repr=False)
+    _results: dict[str, tuple[object, TrainingCost]] = field(default_factory=dict, repr=False)
+
+    def expert(
+        self,
+        model: nn.Module,
+        processor,
+        task: TaskConfig,
+        recipe: ExpertTrainConfig,
+        gates: GateTrainConfig | None = None,
+    ) -> Expert:
+        """The expert of ``task`` under ``recipe`` (with gates and prototypes under ``gates``, if given): trained
+        on first request, then reused; its training cost is charged to the open tallies either way."""
+        key = _key(task, recipe, None, model)
+        expert, cost = self._get(key, task.name) or self._train(key, task, model, processor, recipe)
+        if gates is not None:
+            gated_key = _key(task, recipe, gates, model)
+            found = self._get(gated_key, task.name)
+            if found is None:
+                with tally(isolated=True) as gate_cost:
+                    gated, _ = train_gates(model, processor, expert, task, gates, progress=False)
+                total = TrainingCost()
+                total.add(cost)
+                total.add(gate_cost)
+                found = self._put(gated_key, task.name, gated, total)
+            expert, cost = found
+        add_to_tallies(cost)
+        return expert
+
+    def reused(self, parts: tuple, compute: Callable[[], object]):
+        """``compute()``'s result, computed once per ``parts`` (a key of JSON-able values that names everything
+        the result depends on) and kept in memory; its training cost is charged to the open tallies each time."""
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+        if key not in self._results:
+            with tally(isolated=True) as cost:
+                value = compute()
+            self._results[key] = (value, cost)
+        value, cost = self._results[key]
+        add_to_tallies(cost)
+        return value
+
+    def _train(self, key: str, task: TaskConfig, model, processor, recipe) -> tuple[Expert, TrainingCost]:
+        with tally(isolated=True) as cost:
+            expert, _ = train_expert(model, processor, task, recipe, progress=False)
+        return self._put(key, task.name, expert, cost)
+
+    def _get(self, key: str, name: str) -> tuple[Expert, TrainingCost] | None:
+        if key in self._memory:
+            return self._memory[key]
+        if self.root is None:
+            return None
+        directory = self.root / f"{name}-{key}"
+        if not (directory / COST_FILE).is_file():
+            return None
+        found = load_expert(directory), TrainingCost(**io.read_json(directory / COST_FILE))
+        self._memory[key] = found
+        return found
+
+    def _put(self, key: str, name: str, expert: Expert, cost: TrainingCost) -> tuple[Expert, TrainingCost]:
+        if self.root is not None:
+            directory = self.root / f"{name}-{key}"
+            # written last, so a directory without it (a run killed while saving) is trained again
+            save_expert(expert, directory, overwrite=True)
+            io.write_json(directory / COST_FILE, asdict(cost))
+        self._memory[key] = (expert, cost)
+        return expert, cost
+
+
+def obtain_expert(
+    shared: SharedExperts | None,
+    model: nn.Module,
+    processor,
+    task: TaskConfig,
+    recipe: ExpertTrainConfig,
+    gates: GateTrainConfig | None = None,
+) -> Expert:
+    """``task``'s expert from ``shared``, or freshly trained when there is no store."""
+    if shared is not None:
+        return shared.expert(model, processor, task, recipe, gates)
+    expert, _ = train_expert(model, processor, task, recipe, progress=False)
+    if gates is not None:
+        expert, _ = train_gates(model, processor, expert, task, gates, progress=False)
+    return expert
+
+
+def _key(task: TaskConfig, recipe: ExpertTrainConfig, gates: GateTrainConfig | None, model: nn.Module) -> str:
+    parts = [task.name, str(task.source), asdict(recipe), asdict(gates) if gates else None, base_fingerprint(model)]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
