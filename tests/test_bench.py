@@ -217,3 +217,13 @@ def test_generate_config_refuses_bad_settings(fields, message):
 
     with pytest.raises(BenchConfigError, match=message):
         GenerateBenchConfig(**fields)
+
+
+def test_the_gpu_check_runs_on_a_cpu_at_the_tiny_shape():
+    """scripts/gpu-check.sh's code path, at a shape a CPU runs in seconds: every family trains, routes and agrees
+    with PEFT."""
+    from routelora.bench.gpu_check import FAMILIES, main
+
+    rows = main(["--shape", "tiny", "--device", "cpu", "--dtype", "float32", "--steps", "2", "--new-tokens", "4"])
+    assert [row["family"] for row in rows] == list(FAMILIES)
+    assert all(row["tokens equal to PEFT's"] == 1.0 for row in rows)

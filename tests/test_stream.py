@@ -148,3 +148,13 @@ def test_the_shipped_stream_file_is_the_default_stream():
     from pathlib import Path
 
     assert load_stream_config(Path(__file__).parent.parent / "configs" / "stream-paper.yaml") == StreamConfig()
+
+
+def test_a_stream_folder_of_other_settings_is_not_resumed(world, uninterrupted):
+    from routelora.errors import RouteloraError
+
+    model, processor, tasks, retention = world
+    _, out = uninterrupted
+    other = _config(expert=ExpertTrainConfig(**{**FAST.__dict__, "steps": 4}))
+    with pytest.raises(RouteloraError, match="holds a stream made with other settings, tasks or base model"):
+        run_stream(other, model, processor, tasks, retention, out, progress=False)

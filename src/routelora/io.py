@@ -2,6 +2,7 @@
 so that a crash leaves the old file or the new one, never half of one. Only safetensors and JSON are read.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -48,7 +49,9 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Atomically create ``path`` with ``writer(temporary_path)``, for writers that take a path (matplotlib)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)  # a name of its own, so that two writers of one file do not share a temporary
+    temporary = Path(name)
     try:
         writer(temporary)
         os.replace(temporary, path)
@@ -76,11 +79,21 @@ def read_safetensors(path: str | Path, error: type[Exception] = FileFormatError)
     """Every tensor of a safetensors file, on CPU; ``error`` (naming the file) when it is missing or broken."""
     path = Path(path)
     if not path.is_file():
+        pickled = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLED) if path.parent.is_dir() else []
+        if pickled:
+            raise error(
+                f"{path} is missing; {path.parent} holds pickled weights ({', '.join(pickled)}), which routelora "
+                "never unpickles: convert them to safetensors (safetensors.torch.save_file) first"
+            )
         raise error(f"{path} is missing")
     try:
         return load_file(path, device="cpu")
     except Exception as problem:  # safetensors raises its own error types, OSError, or ValueError on a bad header
         raise error(f"{path} is not a readable safetensors file ({problem})") from None
+
+
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+"""Suffixes of pickled weights, which are refused, never read."""
 
 
 def staging_directory(destination: str | Path) -> Path:
@@ -96,7 +109,12 @@ def publish_directory(temporary: Path, destination: Path, overwrite: bool) -> No
     Raises FileExistsError when ``destination`` exists and not ``overwrite``.
     """
     if not destination.exists():
-        os.rename(temporary, destination)
+        try:
+            os.rename(temporary, destination)
+        except OSError as error:  # another process published the same name between the check and the rename
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(destination) from None
+            raise
         return
     if not overwrite:
         raise FileExistsError(destination)

@@ -68,6 +68,7 @@ def evaluate(
     from routelora.experts.library import load_base_prototypes
     from routelora.models import load_vlm
     from routelora.reports.plots import routing_heatmaps
+    from routelora.training.distributed import process_state
 
     configs = [load_task(path) for path in tasks]  # fail on a bad task file before loading the model
     if expert is not None and library is None:
@@ -94,7 +95,7 @@ def evaluate(
         task_report.oracle_score = suite.score("oracle", task) if task_report.own_expert else None
     if heatmap_dir is not None and reports:
         routing_heatmaps(suite, "model", heatmap_dir)
-    if out is not None:
+    if out is not None and process_state().is_main_process:  # several processes gathered one result
         payload = {"model": str(model), "split": split, "library": str(library) if library else None}
         payload["results"] = [vars(r) for r in results]
         payload["routing"] = [vars(r) for r in reports]
@@ -120,6 +121,10 @@ def _run(args: argparse.Namespace) -> None:
         heatmap_dir=args.heatmap_dir,
         **model_load_options(args),
     )
+    from routelora.training.distributed import process_state
+
+    if not process_state().is_main_process:
+        return
     print_table(results_rows(results))
     if reports:
         print("\nrouting (share of tokens sent to the task's own expert, mean over layers):")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from routelora.cli.checkpoints import add_checkpoint_arguments, checkpointing, finished
 from routelora.cli.common import add_model_arguments, model_load_options
 from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from routelora.gates.config import GateTrainConfig
 
 
-def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **load_options) -> Path:
+def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, checkpoint=None, **load_options) -> Path:
     """Train a LoRA expert for one task on the base model's language model.
 
     Args:
@@ -22,6 +23,7 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **
         task: the task's YAML file (its train split is used, and nothing else).
         out: expert directory to create.
         config: LoRA and optimisation settings.
+        checkpoint: a ``Checkpointing`` (save every N steps, resume a killed run), or None.
         load_options: ``trust_remote_code``, ``dtype``, ``device``, ``language_model``, ``target_pattern``.
     """
     from routelora.data.task import load_task
@@ -29,16 +31,22 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **
     from routelora.experts import save_expert
     from routelora.experts.train import train_expert
     from routelora.models import load_vlm
+    from routelora.training.distributed import process_state
 
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()):
         raise RouteloraError(f"{out} exists and is not empty; choose another --out or remove it")
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
-    expert, result = train_expert(model, processor, task_config, config)
-    if out.is_dir():
-        out.rmdir()  # empty: the expert is written beside it and renamed into place
-    path = save_expert(expert, out)
+    expert, result = train_expert(model, processor, task_config, config, checkpoint=checkpoint)
+    state = process_state()  # under `accelerate launch`, one process writes what all of them trained
+    if state.is_main_process:
+        if out.is_dir():
+            out.rmdir()  # empty: the expert is written beside it and renamed into place
+        save_expert(expert, out)
+        finished(checkpoint)
+    state.wait_for_everyone()
+    path = out
     print(
         f"expert {task_config.name}: {result.config['steps']} steps in {result.seconds:.0f} s, "
         f"final loss {result.losses[-1]:.3f}; wrote {path}"
@@ -46,7 +54,7 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, **
     return path
 
 
-def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **load_options) -> Path:
+def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, checkpoint=None, **load_options) -> Path:
     """Train the expert's gate vectors (one per adapted layer) with base and expert frozen.
 
     Args:
@@ -54,15 +62,23 @@ def gate_train(base: str, expert: Path, task: Path, config: GateTrainConfig, **l
         expert: expert directory; ``gates.safetensors`` is written into it.
         task: the expert's task YAML file.
         config: gate training settings (PHATGOOSE's by default: 100 steps, lr 5e-3).
+        checkpoint: a ``Checkpointing`` (save every N steps, resume a killed run), or None.
         load_options: as for :func:`expert_train`.
     """
     from routelora.data.task import load_task
+    from routelora.experts.expert import load_expert, save_routing
     from routelora.gates.train import train_gates
     from routelora.models import load_vlm
+    from routelora.training.distributed import process_state
 
     task_config = load_task(task)
     model, processor = load_vlm(base, **load_options)
-    trained, result = train_gates(model, processor, expert, task_config, config)
+    trained, result = train_gates(model, processor, load_expert(expert), task_config, config, checkpoint=checkpoint)
+    state = process_state()  # under `accelerate launch`, one process writes what all of them trained
+    if state.is_main_process:
+        save_routing(expert, trained)
+        finished(checkpoint)
+    state.wait_for_everyone()
     print(
         f"gates of {expert}: {len(trained.gates)} vectors, {config.steps} steps in {result.seconds:.0f} s, "
         f"final loss {result.losses[-1]:.3f}"
@@ -74,14 +90,16 @@ def _run_expert(args: argparse.Namespace) -> None:
     from routelora.experts.config import ExpertTrainConfig
 
     config = config_from_arguments(args, ExpertTrainConfig)
-    expert_train(args.base, args.task, args.out, config, **model_load_options(args))
+    checkpoint = checkpointing(args, Path(f"{args.out}.checkpoint"))
+    expert_train(args.base, args.task, args.out, config, checkpoint, **model_load_options(args))
 
 
 def _run_gate(args: argparse.Namespace) -> None:
     from routelora.gates.config import GateTrainConfig
 
     config = config_from_arguments(args, GateTrainConfig)
-    gate_train(args.base, args.expert, args.task, config, **model_load_options(args))
+    checkpoint = checkpointing(args, Path(f"{args.expert}.gates-checkpoint"))
+    gate_train(args.base, args.expert, args.task, config, checkpoint, **model_load_options(args))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -97,6 +115,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     train.add_argument("--task", type=Path, required=True, help="task YAML file")
     train.add_argument("--out", type=Path, required=True, help="expert directory to create")
     add_config_arguments(train, ExpertTrainConfig, choices={"kind": KINDS})
+    add_checkpoint_arguments(train)
     add_model_arguments(train, positional=False)
     train.set_defaults(run=_run_expert)
 
@@ -107,5 +126,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     gate_train_parser.add_argument("--expert", type=Path, required=True, help="expert directory")
     gate_train_parser.add_argument("--task", type=Path, required=True, help="the expert's task YAML file")
     add_config_arguments(gate_train_parser, GateTrainConfig)
+    add_checkpoint_arguments(gate_train_parser)
     add_model_arguments(gate_train_parser, positional=False)
     gate_train_parser.set_defaults(run=_run_gate)

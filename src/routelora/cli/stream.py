@@ -22,12 +22,14 @@ def stream(
 
     from routelora.data.task import load_task
     from routelora.embedded.cache import cached_base, cached_world
+    from routelora.embedded.world import WORLD_TASKS
     from routelora.models import load_vlm
     from routelora.stream import StreamConfig, load_stream_config, resolve_tasks, run_stream
 
     settings = load_stream_config(config) if config is not None else StreamConfig()
-    names = [*settings.tasks, *settings.retention]
-    world = None if all(name.endswith((".yaml", ".yml")) for name in names) else cached_world(settings.world_seed)
+    names = [name for name in [*settings.tasks, *settings.retention] if not name.endswith((".yaml", ".yml"))]
+    resolve_tasks([name for name in names if name not in WORLD_TASKS], None)  # refused before making the world
+    world = cached_world(settings.world_seed) if names else None
     tasks = [load_task(path) for path in resolve_tasks(settings.tasks, world)]
     retention = [load_task(path) for path in resolve_tasks(settings.retention, world)]
     torch.manual_seed(settings.seed)
@@ -39,7 +41,7 @@ def stream(
     return out / "stream.json"
 
 
-def demo(quick: bool = False, out: Path = Path("runs/demo")) -> Path:
+def demo(quick: bool = False, out: Path | None = None, steps: int | None = None) -> Path:
     """The main job: the paper in miniature on the embedded world, written as a report.
 
     Generates the world and builds the pretrained tiny base (both cached), runs the continual-learning stream over
@@ -49,12 +51,27 @@ def demo(quick: bool = False, out: Path = Path("runs/demo")) -> Path:
     Args:
         quick: short recipes and 32 samples per task (about 3 minutes with the base cached): a run of the whole
             pipeline, not a result.
-        out: report folder (a stream there is resumed).
+        out: report folder (default ``runs/demo``, ``runs/demo-quick`` with ``quick``); a stream of the same
+            settings there is resumed, one of other settings refused.
+        steps: training steps per task of every expert and fine-tuning (default 250: the budget that keeps the
+            demo within 15 minutes on 2 cores; the caption LoRA needs about 500); gates keep their 100 steps.
     """
+    from dataclasses import replace
+
+    from routelora.errors import RouteloraError
     from routelora.experiments.paper import FULL, QUICK, run_paper
 
     start = time.perf_counter()
-    results = run_paper(QUICK if quick else FULL, out)
+    out = out or Path("runs/demo-quick" if quick else "runs/demo")
+    config = QUICK if quick else FULL
+    if steps is not None:
+        stream = config.stream
+        recipes = {"expert": replace(stream.expert, steps=steps), "full": replace(stream.full, steps=steps)}
+        try:
+            config = replace(config, stream=replace(stream, **recipes))
+        except ValueError as error:
+            raise RouteloraError(f"--steps: {error}") from None
+    results = run_paper(config, out)
     for claim in results["claims"]:
         mark = {True: "held", False: "NOT held", None: "not run"}[claim["held"]]
         print(f"[{mark}] {claim['claim']}: {claim['evidence']}")
@@ -72,5 +89,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=lambda args: stream(args.config, args.out, args.base, args.resume))
     parser = subcommands.add_parser("demo", help="the paper in miniature on the embedded world, as a report")
     parser.add_argument("--quick", action="store_true", help="short recipes, few samples: a smoke run in minutes")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="report folder")
-    parser.set_defaults(run=lambda args: demo(args.quick, args.out))
+    parser.add_argument("--out", type=Path, help="report folder (default runs/demo, or runs/demo-quick)")
+    parser.add_argument("--steps", type=int, help="training steps per task of every expert and fine-tuning (250)")
+    parser.set_defaults(run=lambda args: demo(args.quick, args.out, args.steps))

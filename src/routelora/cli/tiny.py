@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from routelora.cli.checkpoints import add_checkpoint_arguments, checkpointing, finished
 from routelora.cli.common import print_table
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def tiny_build(out: Path, seed: int = 0) -> Path:
     return save_checkpoint(model, processor, out, extra={"recipe": asdict(recipe), "trained": False})
 
 
-def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 0) -> PretrainReport:
+def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 0, checkpoint=None) -> PretrainReport:
     """Pretrain the tiny VLM on a world's retention benchmarks and write the checkpoint.
 
     Args:
@@ -37,12 +38,15 @@ def tiny_pretrain(world: Path, out: Path, steps: int | None = None, seed: int = 
         out: checkpoint directory to create.
         steps: optimizer steps (default: the recipe's).
         seed: seed of the weight initialisation and of batch sampling.
+        checkpoint: a ``Checkpointing`` (save every N steps, resume a killed run), or None.
     """
     from routelora.embedded.pretrain import PretrainRecipe, pretrain_tiny
     from routelora.embedded.tiny import TinyVLMRecipe
 
     recipe = PretrainRecipe(seed=seed) if steps is None else PretrainRecipe(seed=seed, steps=steps)
-    return pretrain_tiny(world, out, TinyVLMRecipe(seed=seed), recipe)
+    report = pretrain_tiny(world, out, TinyVLMRecipe(seed=seed), recipe, checkpoint=checkpoint)
+    finished(checkpoint)
+    return report
 
 
 def tiny_path() -> Path:
@@ -57,7 +61,8 @@ def _run_build(args: argparse.Namespace) -> None:
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
-    report = tiny_pretrain(args.world, args.out, args.steps, args.seed)
+    checkpoint = checkpointing(args, Path(f"{args.out}.checkpoint"))
+    report = tiny_pretrain(args.world, args.out, args.steps, args.seed, checkpoint)
     print(f"pretrained in {report.seconds:.0f} s, final loss {report.final_loss:.3f}; wrote {args.out}")
     print_table([(task, f"{score:.3f}") for task, score in report.scores.items()])
 
@@ -83,6 +88,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     pretrain.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
     pretrain.add_argument("--seed", type=int, default=0)
+    add_checkpoint_arguments(pretrain)
     pretrain.set_defaults(run=_run_pretrain)
     path = actions.add_parser("path", help="print where the cached pretrained base is (pretraining it if needed)")
     path.add_argument("--json", action="store_true", help="also print its recipe and scores")

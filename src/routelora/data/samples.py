@@ -2,9 +2,11 @@
 
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy
 from PIL import Image, UnidentifiedImageError
 
 from routelora.data.task import TaskConfig, TaskError
@@ -38,13 +40,35 @@ class Sample:
         """The image as RGB, or None; a missing or corrupt image raises an error naming the sample."""
         if self.image is None:
             return None
+        name = self.image if isinstance(self.image, Path) else "embedded image"
         try:
             source = io.BytesIO(self.image) if isinstance(self.image, bytes) else self.image
-            with Image.open(source) as image:
-                return image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as error:
-            name = self.image if isinstance(self.image, Path) else "embedded image"
+            with warnings.catch_warnings():
+                # PIL only warns between its limit and twice it; a declared size that large is refused outright
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(source) as image:
+                    return _as_rgb(image)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise TaskError(
+                f"{self.origin}: image {name} declares more than {Image.MAX_IMAGE_PIXELS} pixels (a decompression "
+                "bomb, or a far larger image than a VLM takes); resize it"
+            ) from None
+        except (OSError, UnidentifiedImageError, ValueError) as error:
             raise TaskError(f"{self.origin}: cannot read image {name} ({error})") from None
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """Any mode as RGB: 16-bit greyscale (and 32-bit integer, read as 16-bit) scaled by its type's range to 8 bits,
+    float greyscale taken as 0..1 (PIL's own conversions clip both), transparency composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = numpy.asarray(image, dtype=numpy.float64)
+        scale = 255.0 if image.mode == "F" else 255.0 / 65535.0
+        image = Image.fromarray((array * scale).round().clip(0, 255).astype(numpy.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass

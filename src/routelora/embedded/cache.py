@@ -7,11 +7,13 @@ renamed into place, so an interrupted build leaves no half entry behind and the 
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from routelora.embedded.pretrain import PretrainRecipe, pretrain_tiny
 from routelora.embedded.tiny import TinyVLMRecipe
+from routelora.training.checkpoint import Checkpointing
 
 
 def cache_root() -> Path:
@@ -53,5 +55,8 @@ def cached_base(
     path = cache_root() / f"tiny-{_key(asdict(model_recipe), asdict(recipe), WORLD_VERSION, world_seed)}"
     if not (path / "config.json").is_file():
         world = cached_world(world_seed, progress)
-        pretrain_tiny(world, path, model_recipe, recipe, evaluate_tasks, eval_limit, progress=progress)
+        # a demo killed while pretraining picks up from the last of these on its next run
+        checkpoint = Checkpointing(path.with_name(f"{path.name}.checkpoint"), every=500)
+        pretrain_tiny(world, path, model_recipe, recipe, evaluate_tasks, eval_limit, progress, checkpoint)
+        shutil.rmtree(checkpoint.folder, ignore_errors=True)
     return path

@@ -5,6 +5,8 @@ new task. Results are cached by recipe (model recipe + pretraining recipe + worl
 them.
 """
 
+import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from routelora.embedded.world.tasks import tasks_of_kind
 from routelora.models.checkpoint import save_checkpoint
 from routelora.models.layout import image_token_id
 from routelora.training import TrainConfig, mixed_batches, train
+from routelora.training.checkpoint import Checkpointing
+from routelora.training.distributed import process_state
 from routelora.training.packing import pack_batch
 
 RETENTION_TASKS = tasks_of_kind("retention")
@@ -88,6 +92,7 @@ def pretrain_tiny(
     evaluate_tasks: tuple[str, ...] | None = None,
     eval_limit: int | None = None,
     progress: bool = True,
+    checkpoint: Checkpointing | None = None,
 ) -> PretrainReport:
     """Build the tiny VLM, pretrain it on ``recipe.tasks`` of the world in ``world_dir``, evaluate and save it.
 
@@ -99,6 +104,7 @@ def pretrain_tiny(
         evaluate_tasks: world tasks to score after pretraining (default: every task with a test split).
         eval_limit: evaluate only the first N test samples of each task.
         progress: show progress bars.
+        checkpoint: save every N steps and resume from the last save.
     """
     from routelora.evaluation.evaluate import evaluate_task
 
@@ -119,7 +125,11 @@ def pretrain_tiny(
     if recipe.pack:
         image_id = image_token_id(model.config)
         batches = (pack_batch(batch, image_id, collator.pad_id) for batch in batches)
-    result = train(model, model.parameters(), batches, config, progress="pretraining" if progress else False)
+    if checkpoint is not None:  # a checkpoint of other recipes or another world is refused
+        identity = {"model": asdict(model_recipe), "recipe": asdict(recipe), "world": str(world_dir)}
+        checkpoint = dataclasses.replace(checkpoint, identity=json.loads(json.dumps(identity, default=str)))
+    shown = "pretraining" if progress else False
+    result = train(model, model.parameters(), batches, config, progress=shown, checkpoint=checkpoint)
     names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)
     scores = {}
     for name in names:
@@ -135,7 +145,10 @@ def pretrain_tiny(
         truncated=collator.stats.truncated,
     )
     extra = {"trained": True, **asdict(report), "losses": result.losses}
-    save_checkpoint(model, processor, out_dir, extra=extra)
+    state = process_state()  # under `accelerate launch`, one process writes what all of them trained
+    if state.is_main_process:
+        save_checkpoint(model, processor, out_dir, extra=extra)
+    state.wait_for_everyone()
     return report
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -15,6 +16,7 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.metrics import compute_metric
 from routelora.routing.grouping import decide_routes, route_batches, routed_model
+from routelora.training.distributed import process_state
 
 
 @dataclass
@@ -105,9 +107,8 @@ def evaluate_task(
     data = load_split(task, split, skip_bad=skip_bad, limit=limit)
     start = time.perf_counter()
     collator = VLMCollator(processor)
-    predictions = generate_answers(
-        model, collator, data.samples, task.max_new_tokens, batch_size, progress if progress is not True else task.name
-    )
+    shown = progress if progress is not True else task.name
+    predictions = _generate_split(model, collator, data.samples, task.max_new_tokens, batch_size, shown)
     references = [sample.references for sample in data.samples]
     scores = compute_metric(task.metric, predictions, references, labels=task.labels)
     per_sample = scores.pop("per_sample")
@@ -124,3 +125,19 @@ def evaluate_task(
             for s, p, score in zip(data.samples, predictions, per_sample)
         ],
     )
+
+
+def _generate_split(model, collator, samples: list[Sample], max_new_tokens: int, batch_size: int, progress):
+    """Every sample's answer; under ``accelerate launch`` with several processes, each process generates for its
+    share of the samples (accelerate's ``split_between_processes``) and the answers are gathered, in sample order,
+    on every process, so the score is computed once from all of them."""
+    state = process_state()
+    if state.num_processes == 1:
+        return generate_answers(model, collator, samples, max_new_tokens, batch_size, progress)
+    with state.split_between_processes(list(range(len(samples)))) as indices:
+        mine = [samples[i] for i in indices]
+        shown = progress if state.is_main_process else False
+        answers = generate_answers(model, collator, mine, max_new_tokens, batch_size, shown) if mine else []
+        pairs = list(zip(indices, answers))
+    gathered = gather_object(pairs)
+    return [answer for _, answer in sorted(gathered, key=lambda pair: pair[0])]

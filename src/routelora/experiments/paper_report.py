@@ -58,7 +58,13 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
             ]  # fmt: skip
         )
     rows.append(
-        ["specialists (oracle, task id given)", *(_f(stream.specialists[t]) for t in tasks), *[""] * 3, "", ""]
+        [
+            "specialists (oracle, task id given)",
+            *(_f(stream.specialists[t]) for t in tasks),
+            *[""] * len(retention),
+            "",
+            "",
+        ]
     )
     report.add(Heading("Table 1: every method after the last task"), Table(header, rows))
     summaries = {name: stream.summary(name) for name in stream.methods}

@@ -45,6 +45,9 @@ STATISTICS_SCATTER = "routing.scatter"
 EXPERT_JSON = "expert.json"
 REQUIRED_METADATA = ("name", "base_fingerprint", "targets")
 LOSS_LOG = "loss_log.json"
+EXPERT_FORMAT = 1
+"""Version of the expert directory layout this routelora writes and reads (``format`` in expert.json; files
+without it are format 1)."""
 
 
 @dataclass
@@ -145,6 +148,8 @@ def load_expert(path: str | Path) -> Expert:
             (DoRA, biases... the message names the field), or expert.json disagrees with the adapter.
     """
     path = Path(path)
+    if (path / EXPERT_JSON).is_file():  # first: a newer layout may differ in any of the other files
+        _check_format(path / EXPERT_JSON, io.read_json(path / EXPERT_JSON, ExpertFormatError))
     config_path = path / ADAPTER_CONFIG
     ia3 = is_ia3_config(io.read_json(config_path, ExpertFormatError)) if config_path.is_file() else False
     if ia3:
@@ -191,6 +196,16 @@ def load_expert(path: str | Path) -> Expert:
     return expert
 
 
+def _check_format(metadata_path: Path, metadata: dict) -> None:
+    written = metadata.get("format", 1)
+    if not isinstance(written, int) or written > EXPERT_FORMAT:
+        raise ExpertFormatError(
+            f"{metadata_path}: format {written!r} was written by a newer routelora "
+            f"({metadata.get('routelora_version', 'unknown version')}; this is {__version__}, which reads format "
+            f"{EXPERT_FORMAT}); upgrade routelora to read it"
+        )
+
+
 def _read_prototypes(path: Path, input_sizes: dict[str, int]) -> dict[str, torch.Tensor]:
     prototypes = io.read_safetensors(path, ExpertFormatError)
     for name, vector in prototypes.items():
@@ -227,6 +242,7 @@ def expert_metadata(
         "scores": scores or {},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "routelora_version": __version__,
+        "format": EXPERT_FORMAT,
     }
 
 

@@ -81,7 +81,10 @@ class ExpertLibrary:
         return sorted(
             path.name
             for path in self.root.iterdir()
-            if path.is_dir() and NAME_PATTERN.fullmatch(path.name) and (path / EXPERT_JSON).is_file()
+            if path.is_dir()
+            and not path.is_symlink()
+            and NAME_PATTERN.fullmatch(path.name)
+            and (path / EXPERT_JSON).is_file()
         )
 
     def __len__(self) -> int:
@@ -91,8 +94,14 @@ class ExpertLibrary:
         return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None and name in self.names()
 
     def path(self, name: str) -> Path:
-        """Directory of expert ``name`` (which must exist)."""
-        if check_name(name) not in self:
+        """Directory of expert ``name`` (which must exist, and not be a symbolic link: a library keeps its experts'
+        files itself, so that no name leads out of it)."""
+        if (self.root / check_name(name)).is_symlink():
+            raise LibraryError(
+                f"library {self.root}: expert {name!r} is a symbolic link (to {(self.root / name).resolve()}), which "
+                "is refused; copy the expert in with `routelora library add`"
+            )
+        if name not in self:
             have = ", ".join(self.names()) or "none"
             raise LibraryError(f"library {self.root} has no expert named {name!r} (it has: {have})")
         return self.root / name

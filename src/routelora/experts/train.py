@@ -1,6 +1,7 @@
 """Stage 1: train one LoRA expert on one task's data, on the language model's adapter targets only (PEFT)."""
 
 import copy
+import dataclasses
 import json
 import tempfile
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from routelora.experts.ia3 import ia3_targets, split_ia3_tensors
 from routelora.experts.peft_adapter import lora_scalings, natural_key, split_lora_tensors
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
+from routelora.training.checkpoint import Checkpointing
 
 
 def train_expert(
@@ -30,13 +32,15 @@ def train_expert(
     progress: bool = True,
     init: Expert | None = None,
     extra_samples: list | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> tuple[Expert, TrainResult]:
     """Train an expert for ``task`` with PEFT, a LoRA or (``config.kind="ia3"``) an (IA)^3 one, and return it in
     memory (save it with ``save_expert`` or ``ExpertLibrary.add``, each of which writes it once).
 
     ``init``: a LoRA expert of the same targets and rank to start from instead of PEFT's initialisation (one LoRA
     trained on and on, task after task). ``extra_samples``: more training samples mixed into the task's own, in
-    proportion to their number (a replay buffer).
+    proportion to their number (a replay buffer). ``checkpoint``: save every N steps and resume from the last save
+    (:mod:`routelora.training.checkpoint`).
 
     The base model is left as it was: the adapter layers are unloaded after training.
     """
@@ -68,7 +72,11 @@ def train_expert(
             seed=config.seed,
         )
         trainable = [p for p in peft_model.parameters() if p.requires_grad]
-        result = train(peft_model, trainable, batches, schedule, progress=f"expert {task.name}" if progress else False)
+        if checkpoint is not None:  # a checkpoint of another recipe, task or base is refused
+            identity = {"expert": asdict(config), "task": str(task.source), "base": fingerprint}
+            checkpoint = dataclasses.replace(checkpoint, identity=json.loads(json.dumps(identity, default=str)))
+        shown = f"expert {task.name}" if progress else False
+        result = train(peft_model, trainable, batches, schedule, progress=shown, checkpoint=checkpoint)
         # the adapter's tensors under the keys PEFT's save_pretrained would write, copied before unloading
         tensors = {key: value.detach().cpu().clone() for key, value in get_peft_model_state_dict(peft_model).items()}
         adapter_config = _adapter_config(peft_model)

@@ -15,6 +15,7 @@ from routelora.gates.layer import GatedIA3Linear, GatedLoraLinear
 from routelora.gates.prototypes import compute_prototypes
 from routelora.nn import restore_modules, swap_modules
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
+from routelora.training.checkpoint import Checkpointing
 
 
 def train_gates(
@@ -24,6 +25,7 @@ def train_gates(
     task: TaskConfig,
     config: GateTrainConfig | None = None,
     progress: bool = True,
+    checkpoint: Checkpointing | None = None,
 ) -> tuple[Expert, TrainResult]:
     """Train the gates of ``expert`` on ``task``'s training data and compute its routing prototypes.
 
@@ -53,9 +55,11 @@ def train_gates(
             seed=config.seed,
             max_grad_norm=None,
         )
-        result = train(
-            model, gate_parameters, batches, schedule, progress=f"gates {expert.name}" if progress else False
-        )
+        if checkpoint is not None:  # a checkpoint of other gate settings, task or expert is refused
+            identity = {"gates": asdict(config), "task": str(task.source), "expert": expert.metadata.get("created")}
+            checkpoint = replace(checkpoint, identity={**identity, "base": expert.metadata.get("base_fingerprint")})
+        shown = f"gates {expert.name}" if progress else False
+        result = train(model, gate_parameters, batches, schedule, progress=shown, checkpoint=checkpoint)
         gates = {name: layer.gate.detach().float().cpu().clone() for name, layer in gated.items()}
     finally:
         restore_modules(model, {name: layer.base for name, layer in gated.items()})

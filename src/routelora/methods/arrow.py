@@ -68,12 +68,17 @@ def arrow_model(model: nn.Module, experts: list[Expert], top_k: int = 3, seed: i
     with tempfile.TemporaryDirectory(prefix="routelora-arrow-") as folder:
         paths = [str(save_expert(expert, Path(folder) / name)) for name, expert in zip(names, experts)]
         peft_model = PeftModel.from_pretrained(model, paths[0], adapter_name=names[0])
-        for name, path in zip(names[1:], paths[1:]):
-            peft_model.load_adapter(path, adapter_name=name)
-    config = ArrowConfig(top_k=min(top_k, len(experts)), rng_seed=seed)
-    config.task_adapter_names, config.gks_adapter_names = names, []
-    peft_model.add_adapter("arrow_router", LoraConfig(arrow_config=config, target_modules=targets, r=ranks.pop()))
-    peft_model.set_adapter("arrow_router")
+        try:  # from here on the model holds peft's layers: unload them whatever happens
+            for name, path in zip(names[1:], paths[1:]):
+                peft_model.load_adapter(path, adapter_name=name)
+            config = ArrowConfig(top_k=min(top_k, len(experts)), rng_seed=seed)
+            config.task_adapter_names, config.gks_adapter_names = names, []
+            router = LoraConfig(arrow_config=config, target_modules=targets, r=ranks.pop())
+            peft_model.add_adapter("arrow_router", router)
+            peft_model.set_adapter("arrow_router")
+        except BaseException:
+            peft_model.unload()
+            raise
     try:
         yield None
     finally:

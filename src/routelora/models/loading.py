@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -47,10 +48,14 @@ def parse_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
 
 
 def default_device(device: str | None = None) -> str:
-    """``device`` if given, else ``cuda`` where a GPU is visible, else ``cpu``."""
+    """``device`` if given, else this process's GPU where one is visible (``cuda:LOCAL_RANK`` under ``accelerate
+    launch`` or torchrun, so that each process loads onto its own), else ``cpu``."""
     if device:
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{rank}" if rank is not None and rank.isdigit() else "cuda"
 
 
 def _looks_like_path(name: str) -> bool:

@@ -128,7 +128,9 @@ def attach_router(
         experts = experts.load()
     experts = list(experts)
     if not experts:
-        raise RouteloraError("no experts to route between")
+        raise RouteloraError(
+            "no experts to route between (an empty library?); add experts with `routelora library add`"
+        )
     if getattr(model, "routelora_router", None) is not None:
         raise RouteloraError("this model already has a router attached; detach() it first")
     if config.base_candidates and not base_prototypes:
@@ -147,6 +149,12 @@ def attach_router(
             )
         vectors.append(routing or {})
     skills = sorted(base_prototypes) if config.base_candidates else []
+    candidates = len(experts) + len(skills)
+    if config.top_k > candidates:
+        raise RouteloraError(
+            f"top_k {config.top_k} is more than the {candidates} candidate(s) to route between ({len(experts)} "
+            f"expert(s), {len(skills)} base skill(s)); use a top_k (--top-k) of at most {candidates}"
+        )
     context = RoutingContext(num_experts=len(experts))
     adapted = [set(expert.targets) for expert in experts]
     names = [name for name in _model_order(model) if any(name in targets for targets in adapted)]

@@ -159,7 +159,7 @@ def resolve_tasks(names: list[str], world: Path | None) -> list[Path]:
         elif world is not None and (world / f"{name}.yaml").is_file():
             files.append(world / f"{name}.yaml")
         else:
-            where = f"the world at {world}" if world else "no world"
+            where = f"the world at {world}" if world else "the embedded world"
             raise StreamConfigError(
                 f"task {name!r} is neither a task YAML file nor a task of {where}; give the path of its YAML file"
             )

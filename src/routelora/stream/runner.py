@@ -8,6 +8,7 @@ continues from the last finished step of each method (``resume``) and, since eve
 are read back bit for bit, gives the same matrices.
 """
 
+import json
 import shutil
 import time
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from routelora.data.task import TaskConfig
 from routelora.environment import package_versions
 from routelora.errors import RouteloraError
 from routelora.evaluation.suite import base_condition, oracle_conditions, score_conditions
+from routelora.experts.fingerprint import base_fingerprint
 from routelora.methods import METHODS, Method, method_condition
 from routelora.methods.shared import SharedExperts
 from routelora.stream.config import StreamConfig
@@ -66,6 +68,7 @@ def run_stream(
     out = Path(out)
     if not resume and out.exists():
         shutil.rmtree(out)
+    _check_same_stream(out, config, model, tasks, retention)
     shared = SharedExperts(out / "experts")
     methods = stream_methods(config, shared, retention)
     evaluated = [*tasks, *retention]
@@ -133,6 +136,26 @@ def run_stream(
     )
     io.write_json(out / "stream.json", result.to_json(), indent=1)
     return result
+
+
+def _check_same_stream(out: Path, config: StreamConfig, model: nn.Module, tasks, retention) -> None:
+    """Refuse to resume into a folder made by another stream (other settings, tasks or base model), whose rows
+    would otherwise be mixed into this one's."""
+    identity = {
+        "config": asdict(config),
+        "tasks": [str(task.source) for task in [*tasks, *retention]],
+        "base": base_fingerprint(model),
+    }
+    identity = json.loads(json.dumps(identity, default=str))
+    path = out / "stream-identity.json"
+    if path.is_file():
+        if io.read_json(path) != identity:
+            raise RouteloraError(
+                f"{out} holds a stream made with other settings, tasks or base model; give another --out, or "
+                "--no-resume to start over there"
+            )
+    else:
+        io.write_json(path, identity)
 
 
 def _specialists(model, processor, config: StreamConfig, shared: SharedExperts, tasks: list[TaskConfig]) -> dict:

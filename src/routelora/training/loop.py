@@ -13,9 +13,16 @@ from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from routelora import io
+from routelora.errors import RouteloraError
+from routelora.training.checkpoint import Checkpointing, load_checkpoint, save_checkpoint
+from routelora.training.distributed import make_accelerator
 from routelora.training.tally import TrainingCost, add_to_tallies
 
 SCHEDULES = ("cosine", "constant")
+
+
+class TrainingDivergedError(RouteloraError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -62,6 +69,8 @@ class TrainResult:
     """Wall-clock time of the loop."""
     samples: int = 0
     """Training samples seen (rows of every micro-batch)."""
+    resumed_from: int = 0
+    """The step a resumed run continued from (0: it ran from the start); ``seconds`` counts the part it ran."""
     trainable: int = 0
     """Trainable parameters."""
     config: dict = field(default_factory=dict)
@@ -78,14 +87,20 @@ def train(
     config: TrainConfig,
     progress: bool | str = True,
     accelerator: Accelerator | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> TrainResult:
     """Train ``parameters`` of ``model`` on ``batches`` (each with ``labels``) for ``config.steps`` steps.
 
     Only ``parameters`` are optimised; the caller decides what is trainable (LoRA weights, gate vectors, the whole
-    language model...). ``progress`` may be a description for the progress bar.
+    language model...). ``progress`` may be a description for the progress bar. With ``checkpoint``, the run saves
+    every ``checkpoint.every`` steps and, resuming, continues from the last save with the same result as a run
+    that was never stopped (``batches`` must be the same seeded stream: it is replayed up to the saved position).
+
+    Raises:
+        TrainingDivergedError: a step's loss is NaN or infinite (nothing further is saved).
     """
     torch.manual_seed(config.seed)
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.grad_accumulation)
+    accelerator = accelerator or make_accelerator(config.grad_accumulation)
     trainable = [p for p in parameters if p.requires_grad]
     if not trainable:
         raise ValueError("nothing to train: no parameter requires a gradient")
@@ -100,15 +115,28 @@ def train(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     result = TrainResult(config=asdict(config), trainable=sum(p.numel() for p in trainable))
+    run = {"config": asdict(config), "parameters": [list(p.shape) for p in trainable]}
+    run["identity"] = checkpoint.identity if checkpoint is not None else {}
+    run["processes"] = accelerator.num_processes
+    first = 0
+    if checkpoint is not None and checkpoint.resume:
+        resumed = load_checkpoint(checkpoint.folder, trainable, optimizer, scheduler, run)
+        if resumed is not None:
+            first, result.losses, result.samples = resumed.step, resumed.losses, resumed.samples
+            result.resumed_from = first
+            for _ in range(first * config.grad_accumulation):  # the data position: the seeded stream, replayed
+                next(batches)
     description = progress if isinstance(progress, str) else "training"
-    bar = tqdm(total=config.steps, desc=description, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=first, desc=description, disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     try:
-        for _ in range(config.steps):
+        for step in range(first, config.steps):
             step_loss = 0.0
             for _ in range(config.grad_accumulation):
-                batch = {key: value.to(accelerator.device) for key, value in next(batches).items()}
+                batch = next(batches)
                 result.samples += len(batch["labels"])
+                batch = _shard(batch, accelerator.process_index, accelerator.num_processes)
+                batch = {key: value.to(accelerator.device) for key, value in batch.items()}
                 with accelerator.accumulate(model):
                     # No KV cache in training: nothing reads it, and packed rows (position ids, no attention mask)
                     # are only kept apart without one.
@@ -119,13 +147,40 @@ def train(
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.item() / config.grad_accumulation
+                # the mean over the processes: every process sees the same loss, so all stop together on a NaN
+                step_loss += accelerator.reduce(loss.detach(), "mean").item() / config.grad_accumulation
+            if not math.isfinite(step_loss):
+                raise TrainingDivergedError(
+                    f"training diverged at step {step + 1}: the loss is {step_loss}; lower the learning rate (lr "
+                    f"{config.lr}) or check the data; nothing of this run was saved as finished"
+                )
             result.losses.append(step_loss)
             bar.update()
             bar.set_postfix(loss=f"{step_loss:.3f}")
+            done = step + 1
+            if checkpoint is not None and done % checkpoint.every == 0 and done < config.steps:
+                if accelerator.is_main_process:  # the processes hold the same weights; one writes them
+                    save_checkpoint(
+                        checkpoint.folder, done, trainable, optimizer, scheduler, result.losses, result.samples, run
+                    )
+                accelerator.wait_for_everyone()
     finally:
         bar.close()
         model.eval()
     result.seconds = time.perf_counter() - start
     add_to_tallies(TrainingCost(result.seconds, result.samples, config.steps, 1, result.trainable))
     return result
+
+
+def _shard(batch: dict[str, torch.Tensor], index: int, processes: int) -> dict[str, torch.Tensor]:
+    """This process's rows of a global batch: under ``accelerate launch`` every process draws the same seeded
+    batches and trains on its own contiguous share of each, so that N processes see the global batch one process
+    would (DDP then averages their gradients)."""
+    if processes == 1:
+        return batch
+    rows = len(batch["labels"])
+    if rows % processes:
+        raise RouteloraError(f"a batch of {rows} rows cannot be split over {processes} processes; make the batch "
+                             f"size a multiple of {processes}")  # fmt: skip
+    share = rows // processes
+    return {key: value[index * share : (index + 1) * share] for key, value in batch.items()}
