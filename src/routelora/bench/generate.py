@@ -222,7 +222,8 @@ def bench_shape(
             timer.runs.clear()
         decision["seconds"] = 0.0
         samples_s = time_samples(conditions, repeats, warmup)
-    prefill = {label: statistics.median(timer.runs) for label, timer in timers.items()}  # as the totals: medians
+    # as the totals: medians of the timed runs (time_samples runs the warm-ups first; they are not counted)
+    prefill = {label: statistics.median(timer.runs[warmup:]) for label, timer in timers.items()}
     row: dict[str, Any] = {"shape": shape, "prompts": prompts, "batch": batch, "new_tokens": new_tokens}
     row |= {"experts": experts, "large_library": len(library), "rank": rank}
     row["routes"] = {name: names.count(name) for name in sorted(set(names))}
