@@ -71,3 +71,36 @@ def test_evaluation_split_over_two_processes_gives_the_single_process_result(tmp
     assert [p["id"] for p in two["predictions"]] == [p["id"] for p in one["predictions"]]
     assert [p["prediction"] for p in two["predictions"]] == [p["prediction"] for p in one["predictions"]]
     assert two["score"] == one["score"]
+
+
+def test_a_stream_under_two_processes_gives_the_single_process_matrices(tmp_path):
+    """`routelora stream` under accelerate launch: training split by DDP, evaluation split by samples, one process
+    writing. Greedy answers of weights equal to 1e-6 are the same tokens, so the matrices are equal."""
+    import json
+
+    model, processor = build_tiny_vlm(TinyVLMRecipe(text_layers=1), CORPUS)
+    base = save_checkpoint(model, processor, tmp_path / "base")
+    data = tmp_path / "data"
+    write_task(data, "colour", "What colour is the square?", ["red", "blue"] * 4, max_new_tokens=3)
+    write_task(data, "shape", "What shape is it?", ["square", "circle"] * 4, max_new_tokens=3)
+    write_task(data, "square", "What shape is it?", ["square"] * 8, max_new_tokens=3)
+    (tmp_path / "stream.yaml").write_text(
+        "tasks: [data/colour.yaml, data/shape.yaml]\nretention: [data/square.yaml]\n"
+        "methods: [sequential-full, sequential-lora, averaging, multitask-lora, routelora]\n"
+        "expert: {rank: 2, steps: 4, batch_size: 4, lr: 0.01, holdout: 0}\n"
+        "full: {steps: 4, batch_size: 4, lr: 0.001, holdout: 0}\n"
+        "gates: {steps: 2, batch_size: 4, prototype_samples: 4}\n"
+    )
+    stream = ["-m", "routelora.cli.main", "stream", "--config", str(tmp_path / "stream.yaml"), "--base", str(base)]
+    single = subprocess.run([sys.executable, *stream, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_DDP)]
+    launch += ["--main_process_port", str(_free_port())]
+    split = subprocess.run([*launch, *stream, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert split.returncode == 0, split.stderr[-3000:]
+    one, two = (json.loads((tmp_path / n / "stream.json").read_text()) for n in ("one", "two"))
+    assert set(two["methods"]) == set(one["methods"]) == {"sequential-full", "sequential-lora", "averaging",
+                                                          "multitask-lora", "routelora"}  # fmt: skip
+    for name in one["methods"]:
+        assert two["methods"][name]["rows"] == one["methods"][name]["rows"], name
+        assert two["methods"][name]["costs"]["samples_seen"] == one["methods"][name]["costs"]["samples_seen"]

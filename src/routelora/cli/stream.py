@@ -25,6 +25,7 @@ def stream(
     from routelora.embedded.world import WORLD_TASKS
     from routelora.models import load_vlm
     from routelora.stream import StreamConfig, load_stream_config, resolve_tasks, run_stream
+    from routelora.training.distributed import process_state
 
     settings = load_stream_config(config) if config is not None else StreamConfig()
     names = [name for name in [*settings.tasks, *settings.retention] if not name.endswith((".yaml", ".yml"))]
@@ -35,6 +36,8 @@ def stream(
     torch.manual_seed(settings.seed)
     model, processor = load_vlm(base or cached_base())
     result = run_stream(settings, model, processor, tasks, retention, out, resume=resume)
+    if not process_state().is_main_process:
+        return out / "stream.json"
     for name in result.methods:
         summary = result.summary(name)
         print(f"{name:>16}  MFN {summary['MFN']:6.1f}  retention {summary['retention (mean)']:+6.1f}")
@@ -72,6 +75,10 @@ def demo(quick: bool = False, out: Path | None = None, steps: int | None = None)
         except ValueError as error:
             raise RouteloraError(f"--steps: {error}") from None
     results = run_paper(config, out)
+    from routelora.training.distributed import process_state
+
+    if not process_state().is_main_process:
+        return out / "report.html"
     for claim in results["claims"]:
         mark = {True: "held", False: "NOT held", None: "not run"}[claim["held"]]
         print(f"[{mark}] {claim['claim']}: {claim['evidence']}")

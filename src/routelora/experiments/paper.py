@@ -32,6 +32,7 @@ from routelora.methods.shared import SharedExperts
 from routelora.models import load_vlm
 from routelora.routing.config import PAPER_ROUTER, RouterConfig
 from routelora.stream import StreamConfig, resolve_tasks, run_stream
+from routelora.training.distributed import process_state
 
 ADDITIONS = (("entailment", "caption"), ("meme",), ("genre",), ("chart_trend",), ("text_entailment",))
 """Table 4: the library grown one step at a time; ``chart_trend`` is the unrelated expert, ``text_entailment``
@@ -105,8 +106,9 @@ def run_paper(config: PaperConfig, out: str | Path, progress: bool = True) -> di
     }
     report, claims = build_report(stream, experiments, results, out)
     results["claims"] = claims
-    io.write_json(out / "results.json", results, indent=1)
-    report.write(out)
+    if process_state().is_main_process:  # under `accelerate launch`, one process writes the report
+        io.write_json(out / "results.json", results, indent=1)
+        report.write(out)
     return results
 
 

@@ -24,6 +24,7 @@ from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.config import GateTrainConfig
 from routelora.gates.train import train_gates
 from routelora.training import TrainingCost, add_to_tallies, tally
+from routelora.training.distributed import process_state
 
 COST_FILE = "training_cost.json"
 
@@ -94,11 +95,13 @@ class SharedExperts:
         return found
 
     def _put(self, key: str, name: str, expert: Expert, cost: TrainingCost) -> tuple[Expert, TrainingCost]:
-        if self.root is not None:
+        state = process_state()
+        if self.root is not None and state.is_main_process:  # under `accelerate launch`, one process writes
             directory = self.root / f"{name}-{key}"
             # written last, so a directory without it (a run killed while saving) is trained again
             save_expert(expert, directory, overwrite=True)
             io.write_json(directory / COST_FILE, asdict(cost))
+        state.wait_for_everyone()
         self._memory[key] = (expert, cost)
         return expert, cost
 

@@ -30,6 +30,7 @@ from routelora.stream.config import StreamConfig
 from routelora.stream.result import MethodResult, StreamResult
 from routelora.stream.state_io import load_state, save_state, tensor_bytes
 from routelora.training import tally
+from routelora.training.distributed import process_state
 
 ROUTED = ("routelora", "text-prototypes", "paper")
 
@@ -106,7 +107,8 @@ def run_stream(
                 else:
                     state = method.learn(model, processor, task, previous)
             learned = time.perf_counter() - learn_start
-            state_folder = save_state(state, folder / f"state-{step}")
+            state_folder = folder / f"state-{step}"
+            _main_writes(save_state, state, state_folder)
             evaluation_start = time.perf_counter()
             row = {
                 "scores": scores(method_condition(method, state), name),
@@ -116,10 +118,7 @@ def run_stream(
                 "stored_bytes": tensor_bytes(state_folder) + _kept(state)[1],
                 "kept_samples": _kept(state)[0],
             }
-            io.write_json(row_path, row)
-            for earlier in folder.glob("state-*"):  # only the newest state is needed to go on
-                if earlier.name != state_folder.name:
-                    shutil.rmtree(earlier, ignore_errors=True)
+            _main_writes(_write_row, row_path, row, folder, state_folder)
             results[name].add(step, row)
             states[name] = state
         say(_step_line(step, len(tasks), task.name, results, names, time.perf_counter() - start))
@@ -134,7 +133,7 @@ def run_stream(
         methods=results,
         environment=package_versions(),
     )
-    io.write_json(out / "stream.json", result.to_json(), indent=1)
+    _main_writes(lambda: io.write_json(out / "stream.json", result.to_json(), indent=1))
     return result
 
 
@@ -155,7 +154,7 @@ def _check_same_stream(out: Path, config: StreamConfig, model: nn.Module, tasks,
                 "--no-resume to start over there"
             )
     else:
-        io.write_json(path, identity)
+        _main_writes(lambda: io.write_json(path, identity))
 
 
 def _specialists(model, processor, config: StreamConfig, shared: SharedExperts, tasks: list[TaskConfig]) -> dict:
@@ -177,8 +176,24 @@ def _cached(path: Path, compute) -> dict:
     if path.is_file():
         return io.read_json(path)
     value = compute()
-    io.write_json(path, value)
+    _main_writes(lambda: io.write_json(path, value))
     return value
+
+
+def _write_row(path: Path, row: dict, folder: Path, newest: Path) -> None:
+    io.write_json(path, row)
+    for earlier in folder.glob("state-*"):  # only the newest state is needed to go on
+        if earlier.name != newest.name:
+            shutil.rmtree(earlier, ignore_errors=True)
+
+
+def _main_writes(write, *arguments) -> None:
+    """Under ``accelerate launch`` every process runs the stream (training and evaluation are split between
+    them); one writes its files, and the others wait until they are there."""
+    state = process_state()
+    if state.is_main_process:
+        write(*arguments)
+    state.wait_for_everyone()
 
 
 def _kept(state) -> tuple[int, int]:
