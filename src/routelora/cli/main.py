@@ -44,6 +44,16 @@ def _quiet_libraries(debug: bool) -> None:
         transformers.logging.disable_progress_bar()
 
 
+def _leave_process_group() -> None:
+    """Under ``accelerate launch``, leave the process group before exiting: a gloo group still alive at exit can
+    abort the process ("terminate called without an active exception") after its work is done."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit status."""
     parser = build_parser()
@@ -51,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries(args.debug)
     try:
         args.run(args)
+        _leave_process_group()
     except RouteloraError as error:
         if args.debug:
             raise
