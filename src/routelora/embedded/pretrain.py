@@ -6,7 +6,6 @@ them.
 """
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def pretrain_tiny(
         batches = (pack_batch(batch, image_id, collator.pad_id) for batch in batches)
     if checkpoint is not None:  # a checkpoint of other recipes or another world is refused
         identity = {"model": asdict(model_recipe), "recipe": asdict(recipe), "world": str(world_dir)}
-        checkpoint = dataclasses.replace(checkpoint, identity=json.loads(json.dumps(identity, default=str)))
+        checkpoint = dataclasses.replace(checkpoint, identity=identity)
     shown = "pretraining" if progress else False
     result = train(model, model.parameters(), batches, config, progress=shown, checkpoint=checkpoint)
     names = evaluate_tasks if evaluate_tasks is not None else _tasks_with_test_split(world_dir)

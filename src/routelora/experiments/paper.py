@@ -99,7 +99,7 @@ def run_paper(config: PaperConfig, out: str | Path, progress: bool = True) -> di
     results = {
         "config": asdict(config),
         "stream": stream.to_json(),
-        "experiments": {name: _scores(suite) for name, suite in experiments.items()},
+        "experiments": {name: suite.by_condition() for name, suite in experiments.items()},
         "routing": {name: _routing(suite) for name, suite in experiments.items()},
         "seconds": timings,
         "environment": package_versions(),
@@ -165,10 +165,6 @@ def _experiments(
         [by_name["entailment"], extra["text_entailment"], retention[0]],
     )
     return {"table3": table3, "table4": table4, "table5": table5, "patterns": patterns}
-
-
-def _scores(suite: SuiteResult) -> dict[str, dict[str, float]]:
-    return suite.by_condition()
 
 
 def _routing(suite: SuiteResult) -> dict[str, dict[str, dict]]:

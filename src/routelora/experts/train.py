@@ -74,7 +74,7 @@ def train_expert(
         trainable = [p for p in peft_model.parameters() if p.requires_grad]
         if checkpoint is not None:  # a checkpoint of another recipe, task or base is refused
             identity = {"expert": asdict(config), "task": str(task.source), "base": fingerprint}
-            checkpoint = dataclasses.replace(checkpoint, identity=json.loads(json.dumps(identity, default=str)))
+            checkpoint = dataclasses.replace(checkpoint, identity=identity)
         shown = f"expert {task.name}" if progress else False
         result = train(peft_model, trainable, batches, schedule, progress=shown, checkpoint=checkpoint)
         # the adapter's tensors under the keys PEFT's save_pretrained would write, copied before unloading

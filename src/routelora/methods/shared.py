@@ -68,7 +68,7 @@ class SharedExperts:
     def reused(self, parts: tuple, compute: Callable[[], object]):
         """``compute()``'s result, computed once per ``parts`` (a key of JSON-able values that names everything
         the result depends on) and kept in memory; its training cost is charged to the open tallies each time."""
-        key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+        key = _digest(parts)
         if key not in self._results:
             with tally(isolated=True) as cost:
                 value = compute()
@@ -124,5 +124,11 @@ def obtain_expert(
 
 
 def _key(task: TaskConfig, recipe: ExpertTrainConfig, gates: GateTrainConfig | None, model: nn.Module) -> str:
-    parts = [task.name, str(task.source), asdict(recipe), asdict(gates) if gates else None, base_fingerprint(model)]
+    return _digest(
+        [task.name, str(task.source), asdict(recipe), asdict(gates) if gates else None, base_fingerprint(model)]
+    )
+
+
+def _digest(parts) -> str:
+    """A short stable key of JSON-able ``parts``."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
