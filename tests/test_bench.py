@@ -172,11 +172,13 @@ def test_decision_bench_times_every_preset_on_the_tiny_shape():
     assert row["base_s"] > 0 and row["tokens"] > 0 and 0 < row["decision_share"] < 1
     assert all(row[f"{name}_ratio"] > 0 for name in PRESETS)
     # the random experts route like trained ones: one of them at k=1 is the plain LoRA model
-    model, _ = build_tiny_vlm(TinyVLMRecipe(text_layers=1))
-    experts = random_experts(model, 2, 4)
+    from routelora.gates.runs import PromptLayout
+
+    model, processor = build_tiny_vlm(TinyVLMRecipe(text_layers=1))
+    experts = random_experts(model, 2, 4, layout=PromptLayout.from_processor(processor))
     assert experts[0].metadata["base_fingerprint"] and len(experts[0].lora_A) == 7
     with attach_router(model, experts[:1], base_candidates=False) as router:
-        assert router.decide is not None
+        assert router.decide is not None and router.regions is not None
 
 
 @pytest.mark.parametrize(

@@ -238,11 +238,14 @@ def test_routed_generation_equals_the_unrouted_model_with_one_expert(setup, pres
         with torch.no_grad():
             routed = model.generate(**batch, use_cache=use_cache, **settings)
         counts.append(router.routing_counts())
-        to_expert = (
-            router.context.shared[1][:, 0] >= 0 if router.context.shared is not None else torch.ones(6, dtype=bool)
-        )
+        context = router.context
+        to_expert = torch.ones(6, dtype=bool)  # a closed-world token-level router: every token takes the expert
+        if context.shared is not None:
+            to_expert = context.shared[1][:, 0] >= 0
+        elif context.allowed is not None:  # an open-world token-level router: the sequences its region holds
+            to_expert = context.allowed[:, 0]
         router.detach()
-        if preset == "routelora":
+        if PRESETS[preset].open_world:
             assert to_expert.tolist() == [True] * 3 + [False] * 3, "colour prompts to the expert, shape to the base"
         want = torch.where(to_expert[:, None], with_expert, plain)
         assert torch.equal(routed, want), (preset, use_cache)
@@ -298,7 +301,9 @@ def test_attach_router_options_override_one_field_of_a_preset(setup):
     _, model, _, tasks = setup
     experts = [load_expert(directory) for _, directory in tasks.values()]
     router = routelora.attach_router(model, experts, routelora.PAPER_ROUTER, top_k=2)
-    assert router.config == RouterConfig(top_k=2, granularity="token", vectors="gates", base_candidates=False)
+    assert router.config == RouterConfig(
+        top_k=2, granularity="token", vectors="gates", base_candidates=False, open_world=False
+    )
     router.detach()
     router = routelora.attach_router(model, experts, base_candidates=False)
     assert router.config == RouterConfig(base_candidates=False)
@@ -406,8 +411,10 @@ def test_predict_shows_the_routing(setup, tmp_path, capsys):
         "3",
         "--show-routing",
     ]
-    assert main(args) == 2, "the default router needs base prototypes, which this library lacks"
+    assert main([*args, "--no-open-world"]) == 2, "a closed-world router needs base prototypes; the library has none"
     assert "--no-base-candidates" in capsys.readouterr().err
+    assert main(args) == 0, "the default, open-world router needs none: what no expert accepts goes to the base"
+    capsys.readouterr()
     args.append("--no-base-candidates")
     assert main(args) == 0
     printed = capsys.readouterr().out

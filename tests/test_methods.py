@@ -30,8 +30,9 @@ def test_registry_and_protocol():
     assert isinstance(METHODS["paper"](), Method) and isinstance(METHODS["averaging"](), Method)
     assert isinstance(METHODS["ties"](), Method) and METHODS["dare"]().merge == "dare"
     assert METHODS["paper"]().router.granularity == "token"
+    assert METHODS["routelora"]().router.open_world, "the default needs no general data: the open world's base"
     with pytest.raises(ValueError, match="general data"):
-        METHODS["routelora"]()  # base candidates need general data, or they could never be offered
+        METHODS["text-prototypes"]()  # closed-world base candidates need general data, or they could never win
 
 
 def test_a_merging_method_is_one_class_and_its_model_is_the_mean_update(world):

@@ -24,12 +24,17 @@ from routelora.embedded.world import (
     world_corpus,
 )
 from routelora.embedded.world.charts import chart_geometry
-from routelora.embedded.world.instructions import FAMILIES
+from routelora.embedded.world.conversation import WRAPPED_SHARE
+from routelora.embedded.world.instructions import FAMILIES, WRAPPER_PARTS
+from routelora.embedded.world.phrasings import parse_families
 from routelora.embedded.world.scenes import COLOURS, GRID, OUTLINE, SHAPES, cell_box
 from routelora.embedded.world.specialised import MEME_MOCKING_TEXTS
+from routelora.embedded.world.vqa import PICTURES
 from routelora.metrics import METRICS
 
 TINY = (20, 10)
+SPLITS_FIXED = ("train", "test", "test_chatter")
+"""The splits of a task asked in fixed phrasings (no reworded split)."""
 TEXT_ONLY = {"text_entailment", "arith_text"}
 
 
@@ -66,8 +71,9 @@ def test_task_names_and_kinds() -> None:
         "arith_image",
         "arith_mixed",
         "basics",
+        "vqa",
     ]
-    assert Counter(WORLD_TASKS.values()) == {"specialised": 5, "retention": 3, "ablation": 5, "pretraining": 1}
+    assert Counter(WORLD_TASKS.values()) == {"specialised": 5, "retention": 3, "ablation": 5, "general": 2}
 
 
 def test_determinism(world: WorldManifest, tmp_path: Path) -> None:
@@ -95,9 +101,9 @@ def test_layout_and_yaml_schema(world: WorldManifest) -> None:
         assert doc["name"] == name and doc["kind"] == kind and doc["metric"] in METRICS
         assert isinstance(doc["description"], str) and "\n" not in doc["description"]
         assert isinstance(doc["max_new_tokens"], int) and doc["max_new_tokens"] > 0
-        reworded = TASK_SPECS[name].reworded
-        assert set(doc["data"]) == ({"train", "test", "test_reworded"} if reworded else {"train", "test"})
-        for split in ("train", "test", "test_reworded") if reworded else ("train", "test"):
+        splits = ("train", "test", "test_reworded", "test_chatter") if TASK_SPECS[name].reworded else SPLITS_FIXED
+        assert set(doc["data"]) == set(splits)
+        for split in splits:
             rel = doc["data"][split]
             if name == "arith_mixed" and split == "train":
                 assert rel is None and not (world.root / name / "train.jsonl").exists()
@@ -105,7 +111,7 @@ def test_layout_and_yaml_schema(world: WorldManifest) -> None:
             lines = (world.root / rel).read_text().splitlines()
             assert len(lines) == (TINY[0] if split == "train" else TINY[1])
             assert load_task(world.root / f"{name}.yaml").split(split) == (world.root / rel).resolve()
-        if doc["metric"] in ("accuracy", "multilabel_precision") and kind != "pretraining":  # basics: open answers
+        if doc["metric"] in ("accuracy", "multilabel_precision") and name != "basics":  # basics: open answers
             assert doc["labels"] and len(set(doc["labels"])) == len(doc["labels"])
         else:
             assert doc["labels"] is None
@@ -135,8 +141,11 @@ def test_jsonl_records_and_images(world: WorldManifest) -> None:
                     assert name in TEXT_ONLY | {"arith_mixed"}
                 if name in TEXT_ONLY:
                     assert "image" not in rec
-                # The tiny model has ~64 tokens: prompts and answers must stay short.
-                assert len(human["value"].split()) <= 28 and len(gpt["value"].split()) <= 10
+                # The tiny model trains on sequences of at most 160 tokens: prompts and answers stay short,
+                # conversation around a prompt included.
+                bare = _unwrapped(human["value"].removeprefix("<image>\n"))
+                assert len(bare.split()) <= 27 and len(gpt["value"].split()) <= 10
+                assert len(human["value"].split()) <= 50
 
 
 def test_arith_mixed_has_both_modalities(world: WorldManifest) -> None:
@@ -289,7 +298,9 @@ def test_chart_answers_match_pixels(tmp_path: Path) -> None:
             "range": max(values) - min(values),
             "count": len(values),
         }
-        kind = next(k for k in expected if question.removeprefix("<image>\n") in FAMILIES[f"chart_{k}"].train)
+        kind = next(
+            k for k in expected if _unwrapped(question.removeprefix("<image>\n")) in FAMILIES[f"chart_{k}"].train
+        )
         assert answer == str(expected[kind])
         kinds[kind] += 1
         bar_counts[len(values)] += 1
@@ -391,6 +402,28 @@ def _matches(line: str, phrasings) -> bool:
 
 ALL_TRAIN = [p for family in FAMILIES.values() for p in family.train]
 ALL_HELD_OUT = [p for family in FAMILIES.values() for p in family.held_out]
+WRAPPERS = {name: parts.train + parts.held_out for name, parts in WRAPPER_PARTS.items()}
+
+
+def _wrapping(question: str) -> tuple[list[str], str]:
+    """The conversation parts around ``question`` (greeting, context, thanks, in order) and the bare question."""
+    found = []
+    for part in ("greeting", "context"):
+        for text in sorted(WRAPPERS[part], key=len, reverse=True):
+            if question.startswith(text + " "):
+                found.append(text)
+                question = question[len(text) + 1 :]
+                break
+    for text in sorted(WRAPPERS["thanks"], key=len, reverse=True):
+        if question.endswith(" " + text):
+            found.append(text)
+            question = question[: -len(text) - 1]
+            break
+    return found, question
+
+
+def _unwrapped(question: str) -> str:
+    return _wrapping(question)[1]
 
 
 def test_phrasing_families_are_large_and_held_out_phrasings_are_never_trained() -> None:
@@ -411,10 +444,10 @@ def test_reworded_split_is_the_test_split_in_held_out_phrasings() -> None:
             if test.image is not None:
                 assert np.array_equal(np.asarray(reworded.image.render(48)), np.asarray(test.image.render(48)))
             for sample, trained in ((train, True), (test, True), (reworded, False)):
-                lines = sample.question.splitlines()
+                lines = _unwrapped(sample.question).splitlines()
                 assert any(_matches(line, ALL_TRAIN if trained else ALL_HELD_OUT) for line in lines), (name, lines)
                 assert not any(_matches(line, ALL_HELD_OUT if trained else ALL_TRAIN) for line in lines), (name, lines)
-            seen.add(train.question.splitlines()[0])
+            seen.add(_unwrapped(train.question).splitlines()[0])
         assert len(seen) > 1, f"{name} asks in one phrasing only"
 
 
@@ -429,3 +462,71 @@ def test_every_word_of_a_held_out_phrasing_is_trained_somewhere() -> None:
 
     trained = set().union(*(words(p) for p in ALL_TRAIN))
     assert not {w for p in ALL_HELD_OUT for w in words(p)} - trained
+
+
+def test_chatter_split_is_the_test_split_wrapped_in_held_out_conversation() -> None:
+    held_out = {text for parts in WRAPPER_PARTS.values() for text in parts.held_out}
+    for name, spec in TASK_SPECS.items():
+        for i in range(6):
+            test, chatter = spec.sample(0, "test", i), spec.sample(0, "test_chatter", i)
+            assert chatter.answer == test.answer and chatter.references == test.references
+            if test.image is not None:
+                assert np.array_equal(np.asarray(chatter.image.render(48)), np.asarray(test.image.render(48)))
+            parts, bare = _wrapping(chatter.question)
+            assert bare == test.question and len(parts) == 3 and set(parts) <= held_out, (name, chatter.question)
+
+
+def test_a_quarter_of_training_samples_are_wrapped_in_training_parts_only() -> None:
+    trained = {text for parts in WRAPPER_PARTS.values() for text in parts.train}
+    for name in ("caption", "mcq", "basics"):
+        for split in ("train", "corpus"):
+            wrapped = 0
+            for sample in _samples(name, 400, split=split):
+                parts, _ = _wrapping(sample.question)
+                assert set(parts) <= trained, (name, sample.question)
+                wrapped += bool(parts)
+            assert abs(wrapped / 400 - WRAPPED_SHARE) < 0.07, (name, split, wrapped)
+    # the test and reworded splits are never wrapped
+    assert not any(_wrapping(s.question)[0] for s in _samples("caption", 100, split="test"))
+    assert not any(_wrapping(s.question)[0] for s in _samples("caption", 100, split="test_reworded"))
+
+
+def test_wrapper_parts_are_held_out_like_phrasings() -> None:
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z']+", text.lower()))
+
+    trained = set().union(*(words(p) for parts in WRAPPER_PARTS.values() for p in parts.train))
+    for name, parts in WRAPPER_PARTS.items():
+        assert not set(parts.train) & set(parts.held_out), name
+        assert not {w for p in parts.held_out for w in words(p)} - trained, name
+
+
+def test_vqa_answers_the_kind_of_picture_and_balances_yes_and_no() -> None:
+    samples = _samples("vqa", 180)
+    kinds = [s for s in samples if s.meta["qtype"] == "kind"]
+    assert Counter(s.meta["picture"] for s in kinds) == {picture: 20 for picture in PICTURES}
+    for qtype in ("chart", "page"):
+        assert Counter(s.answer for s in samples if s.meta["qtype"] == qtype) == {"yes": 30, "no": 30}
+    for sample in samples:
+        kind = {"Scene": "shapes", "BarChart": "chart", "DocPage": "page"}[type(sample.image).__name__]
+        assert kind == sample.meta["picture"]
+        if sample.meta["qtype"] == "kind":
+            assert sample.answer == kind
+        else:
+            assert (kind == sample.meta["qtype"]) == (sample.answer == "yes"), sample.question
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["a list"], "expected a mapping"),
+        ({"fam": {"train": ["x"] * 8}}, "exactly the keys train and held_out"),
+        ({"fam": {"train": "x", "held_out": ["y"] * 4}}, "must be lists"),
+        ({"fam": {"train": ["x"] * 3, "held_out": ["y"] * 4}}, ">= 8 training"),
+        ({"fam": {"train": [f"a {i}" for i in range(8)], "held_out": [3, "b", "c", "d"]}}, "not a string"),
+    ],
+)
+def test_phrasing_files_are_checked_with_the_file_and_family_named(data, message) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        parse_families(data, "texts/broken.yaml")
+    assert str(error.value).startswith("texts/broken.yaml:")

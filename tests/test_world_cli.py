@@ -53,7 +53,8 @@ def test_tiny_build_writes_a_loadable_checkpoint(tmp_path, capsys):
 
 def test_tiny_pretrain_command(tmp_path, capsys):
     world = tmp_path / "world"
-    assert main(["world", "generate", "--out", str(world), "--size", "16,4", "--tasks", "basics,mcq,chart,doc"]) == 0
+    tasks = "basics,vqa,mcq,chart,doc"
+    assert main(["world", "generate", "--out", str(world), "--size", "16,4", "--tasks", tasks]) == 0
     assert main(["tiny", "pretrain", "--world", str(world), "--out", str(tmp_path / "base"), "--steps", "3"]) == 0
     printed = capsys.readouterr().out
     assert "pretrained in" in printed and "mcq" in printed and "doc" in printed
@@ -61,7 +62,7 @@ def test_tiny_pretrain_command(tmp_path, capsys):
     assert (
         meta["trained"] is True
         and len(meta["losses"]) == 3
-        and set(meta["scores"]) == {"basics", "mcq", "chart", "doc"}
+        and set(meta["scores"]) == {"basics", "vqa", "mcq", "chart", "doc"}
     )
 
 
@@ -80,7 +81,7 @@ def test_cache_builds_once_and_reuses(tmp_path, monkeypatch):
 
 
 def test_pretrain_recipe_weights_must_match_tasks():
-    assert PretrainRecipe(weights=(4, 3, 3, 1.5)).weights == (4, 3, 3, 1.5)
-    for bad in ((1, 1), (1, 1, 1, -1)):
+    assert PretrainRecipe(weights=(4, 1, 3, 3, 1.5)).weights == (4, 1, 3, 3, 1.5)
+    for bad in ((1, 1), (1, 1, 1, 1, -1)):
         with pytest.raises(ValueError, match="weights"):
             PretrainRecipe(weights=bad)

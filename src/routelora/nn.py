@@ -1,6 +1,7 @@
 """Small tensor and module helpers shared by gates, routing and the methods: PHATGOOSE standardisation, top-k
 mixing weights with base-model candidates, and swapping linear layers for wrapped ones and back."""
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -22,16 +23,17 @@ def top_k_weights(
 
     scores: (rows, candidates), the first ``num_experts`` columns experts, the rest base-model candidates. A row
     whose best candidate is a base one, or whose best score is below ``fallback_threshold``, gets no expert: all
-    its weights are zero. A chosen index of -1 marks the base model.
+    its weights are zero. A candidate scored -inf is never chosen. A chosen index of -1 marks the base model.
     """
     k = min(top_k, scores.shape[-1])
     kept, chosen = scores.topk(k, dim=-1)  # (rows, k)
     weights = torch.zeros_like(scores).scatter_(-1, chosen, kept.softmax(dim=-1))  # (rows, candidates)
-    unclaimed = chosen[:, 0] >= num_experts  # (rows,) a base candidate ranks first
+    unclaimed = (chosen[:, 0] >= num_experts) | (kept[:, 0] == -math.inf)  # (rows,) a base candidate ranks first,
+    # or every candidate was ruled out (a score of -inf: outside every expert's region)
     if fallback_threshold is not None:
         unclaimed = unclaimed | (kept[:, 0] < fallback_threshold)
     weights = weights.masked_fill(unclaimed[:, None], 0.0)
-    chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= num_experts), -1)
+    chosen = chosen.masked_fill(unclaimed[:, None] | (chosen >= num_experts) | (kept == -math.inf), -1)
     return weights, chosen
 
 

@@ -19,7 +19,9 @@ from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.embedded.world.scenes import sample_scene
 from routelora.experts.expert import EMBEDDINGS_KEY, Expert
 from routelora.experts.fingerprint import base_fingerprint
+from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE, SHRINKAGE_KEY
 from routelora.gates.features import COUNT_KEY, FEATURE_PARTS, MEAN_KEY, SCATTER_KEY, part_width
+from routelora.gates.runs import PromptLayout
 from routelora.models.layout import get_layout
 from routelora.routing.config import PRESETS
 from routelora.routing.context import IMAGE
@@ -34,11 +36,14 @@ SHAPES = {
 """Model shapes benchmarked, by name."""
 
 
-def random_experts(model: nn.Module, count: int, rank: int, seed: int = 0) -> list[Expert]:
+def random_experts(
+    model: nn.Module, count: int, rank: int, seed: int = 0, layout: PromptLayout | None = None
+) -> list[Expert]:
     """``count`` random LoRA experts on every adapter target of ``model``, with random routing prototypes and
-    feature statistics (the decision's cost does not depend on their values)."""
+    feature statistics (the decision's cost does not depend on their values); given the processor's prompt
+    ``layout``, with random open-world regions too."""
     generator = torch.Generator().manual_seed(seed)
-    layout, fingerprint = get_layout(model), base_fingerprint(model)
+    prompt_layout, (layout, fingerprint) = layout, (get_layout(model), base_fingerprint(model))
     hidden = model.get_input_embeddings().embedding_dim
     width = part_width(hidden) * len(FEATURE_PARTS["text_image"])
     experts = []
@@ -51,6 +56,13 @@ def random_experts(model: nn.Module, count: int, rank: int, seed: int = 0) -> li
             prototypes[name] = torch.randn(d_in, generator=generator)
         prototypes[EMBEDDINGS_KEY] = torch.randn(hidden, generator=generator)
         prototypes |= random_statistics(width, generator)
+        if prompt_layout is not None:
+            distances = torch.rand(128, generator=generator).sort().values * 2 * width  # about the features' scale
+            prototypes |= {
+                CALIBRATION_KEY: distances,
+                SHRINKAGE_KEY: torch.tensor([SHRINKAGE]),
+                **prompt_layout.tensors(),
+            }
         metadata = {"name": f"expert{index}", "base_fingerprint": fingerprint, "targets": list(layout.targets)}
         experts.append(
             Expert(
@@ -93,7 +105,7 @@ def bench_shape(
     """Median prefill seconds of the base and of every router preset, on one model shape, side by side."""
     model, processor = build_tiny_vlm(SHAPES[shape])
     inputs = prefill_batch(processor, batch, words)
-    library = random_experts(model, experts, rank)
+    library = random_experts(model, experts, rank, layout=PromptLayout.from_processor(processor))
     skills = {f"skill{i}": random_experts(model, 1, rank, seed=100 + i)[0].prototypes for i in range(3)}
 
     def prefill() -> None:
@@ -117,7 +129,8 @@ def bench_shape(
 
 
 def decision_seconds(model: nn.Module, library: list[Expert], skills: dict, inputs: dict, repeats: int) -> float:
-    """Median seconds of the default router's decision alone (pooled features and discriminant) for one batch."""
+    """Median seconds of the default router's decision alone (pooled features, the experts' regions over every run
+    of the prompts' sentences, and the discriminant) for one batch."""
     language_model = model.get_submodule(get_layout(model).language_model)
     with attach_router(model, library, PRESETS["routelora"], base_prototypes=skills) as router:
         captured = {}
@@ -128,6 +141,11 @@ def decision_seconds(model: nn.Module, library: list[Expert], skills: dict, inpu
         grab = language_model.register_forward_pre_hook(grab_embeddings, with_kwargs=True)
         model(**inputs)
         grab.remove()
-        text, image = router.context.pool_mask, router.context.token_kinds == IMAGE
-        times = time_samples({"decision": lambda: router.decide(captured["embeddings"], text, image)}, repeats, 1)
+        context = router.context
+        text, image, segments = context.pool_mask, context.token_kinds == IMAGE, context.segments
+
+        def decide() -> None:
+            router.decide(captured["embeddings"], text, image, segments)
+
+        times = time_samples({"decision": decide}, repeats, 1)
     return statistics.median(times["decision"])

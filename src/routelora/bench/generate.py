@@ -45,6 +45,8 @@ from routelora.experts.expert import Expert, save_expert
 from routelora.experts.ia3 import ia3_targets
 from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY
 from routelora.gates.prototypes import compute_prototypes
+from routelora.gates.runs import PromptLayout
+from routelora.gates.train import statistics_split
 from routelora.models.layout import get_layout
 from routelora.routing.config import ONE_EXPERT, PRESETS
 from routelora.routing.grouping import decide_routes, route_batches
@@ -74,10 +76,11 @@ def bench_library(model: nn.Module, processor, world: Path, count: int, rank: in
     targets = get_layout(model).targets
 
     def statistics_of(task: str) -> dict[str, torch.Tensor]:
-        samples = load_split(load_task(world / f"{task}.yaml"), "train").samples[:STATISTICS_PROMPTS]
-        return compute_prototypes(model, processor, samples, targets, progress=False)
+        samples = load_split(load_task(world / f"{task}.yaml"), "train").samples
+        described, held_out = statistics_split(samples, STATISTICS_PROMPTS, STATISTICS_PROMPTS)
+        return compute_prototypes(model, processor, described, targets, progress=False, held_out=held_out)
 
-    experts = random_experts(model, count, rank)
+    experts = random_experts(model, count, rank, layout=PromptLayout.from_processor(processor))
     for index, expert in enumerate(experts):
         if index < len(EXPERT_TASKS):
             task = EXPERT_TASKS[index]

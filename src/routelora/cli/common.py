@@ -46,8 +46,9 @@ def add_router_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         default="routelora",
         help="routelora: one decision per sequence from its pooled text and image embeddings by a shared-covariance "
-        "discriminant, base model as a candidate (default); text-prototypes: the earlier default, nearest mean "
-        "text embedding; paper: token-level top-1 by PHATGOOSE gates",
+        "discriminant among the experts whose region holds it, else the base model (default); text-prototypes: the "
+        "earlier default, nearest mean text embedding; paper: token-level top-1 by PHATGOOSE gates; paper-open: "
+        "the same behind the experts' regions",
     )
     choices = {
         "granularity": GRANULARITIES,

@@ -13,6 +13,7 @@ from routelora.cli.common import (
     print_table,
     router_config,
 )
+from routelora.data.task import EVALUATION_SPLITS
 from routelora.errors import RouteloraError
 from routelora.routing.config import RouterConfig
 
@@ -41,7 +42,8 @@ def evaluate(
     Args:
         model: checkpoint directory or hub id.
         tasks: task YAML files.
-        split: ``test``, ``test_reworded`` (held-out instruction wordings, where the task has it) or ``train``.
+        split: ``test``, ``test_reworded`` (held-out instruction wordings, where the task has it),
+            ``test_chatter`` (test samples wrapped in conversation, where the task has it) or ``train``.
         limit: evaluate the first N samples of each task only.
         batch_size: samples generated at once.
         skip_bad: skip bad samples (and report how many) instead of stopping at the first.
@@ -104,7 +106,7 @@ def evaluate(
 
 
 def _run(args: argparse.Namespace) -> None:
-    from routelora.reports.tables import confusion_markdown, results_rows, routing_rows
+    from routelora.reports.tables import confusion_markdown, regions_markdown, results_rows, routing_rows
 
     results, reports = evaluate(
         args.model,
@@ -132,6 +134,10 @@ def _run(args: argparse.Namespace) -> None:
         columns = [*reports[0].expert_shares] or ["base"]
         print("\nrouting confusion matrix (rows: true task; columns: chosen candidate):")
         print(confusion_markdown(reports, columns))
+        regions = regions_markdown(reports)
+        if regions:
+            print("\nthe experts' regions (share of each task's sequences each region held):")
+            print(regions)
     if args.out:
         print(f"wrote {args.out}")
 
@@ -142,7 +148,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_model_arguments(parser, positional=False)
     parser.add_argument("--model", required=True, help="checkpoint directory or hub id")
     parser.add_argument("--task", type=Path, action="append", required=True, help="task YAML file (repeatable)")
-    parser.add_argument("--split", default="test", choices=["test", "test_reworded", "train"])
+    parser.add_argument("--split", default="test", choices=[*EVALUATION_SPLITS, "train"])
     parser.add_argument("--limit", type=int, help="evaluate the first N samples of each task")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--skip-bad", action="store_true", help="skip bad samples and report how many")

@@ -8,7 +8,7 @@ import yaml
 from routelora.errors import RouteloraError
 from routelora.metrics import METRICS
 
-KINDS = ("specialised", "retention", "ablation", "pretraining", "custom")
+KINDS = ("specialised", "retention", "ablation", "general", "pretraining", "custom")
 
 
 class TaskError(RouteloraError):
@@ -26,9 +26,14 @@ class TaskData:
     test_reworded: Path | None = None
     """Optional second evaluation split: test samples asked in instructions worded unlike any in training (the
     embedded world's held-out phrasings), to check that a method holds beyond its training templates."""
+    test_chatter: Path | None = None
+    """Optional conversational split: test samples wrapped in a greeting, a sentence of context and thanks (the
+    embedded world's held-out conversation), to check that routing and answers hold when users chat."""
 
 
 SPLITS = tuple(f.name for f in fields(TaskData))
+EVALUATION_SPLITS = tuple(split for split in SPLITS if split.startswith("test"))
+"""The splits a method is evaluated on: the test split and its held-out variants."""
 
 
 @dataclass

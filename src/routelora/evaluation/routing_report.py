@@ -24,6 +24,11 @@ class RoutingReport:
     sequence_shares: dict[str, float] = field(default_factory=dict)
     """Share of the task's sequences whose shared decision chose each candidate first (``base``: none); empty for a
     router that decides per token or per layer."""
+    region_shares: dict[str, float] = field(default_factory=dict)
+    """Open-world routers: share of the task's sequences that each expert's region held, and under ``none`` the
+    share that no region held (they went to the base model); empty for a closed-world router."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Open-world routers: each expert's region threshold (a squared distance)."""
     routed_score: float | None = None
     oracle_score: float | None = None
     """Score of ``own_expert`` alone (the upper bound routing aims at)."""
@@ -56,9 +61,12 @@ def routing_report(
     expert_names: list[str],
     own_expert: str | None,
     sequence_counts: torch.Tensor | None = None,
+    region_shares: dict[str, float] | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> RoutingReport:
     """Summarise per-layer counts (token kinds x experts + base) and, for shared decisions, per-sequence counts
-    (experts + base,) gathered while evaluating ``task``."""
+    (experts + base,) gathered while evaluating ``task``; for an open-world router, the share of sequences each
+    expert's region held (and ``none``) and the regions' thresholds."""
     column = expert_names.index(own_expert) if own_expert in expert_names else len(expert_names)
     report = RoutingReport(task, own_expert if own_expert in expert_names else None)
     for kind in REPORTED_KINDS:
@@ -73,6 +81,8 @@ def routing_report(
     if sequence_counts is not None and sequence_counts.sum() > 0:
         shares = (sequence_counts / sequence_counts.sum()).tolist()
         report.sequence_shares = dict(zip([*expert_names, "base"], shares))
+    report.region_shares = dict(region_shares or {})
+    report.thresholds = dict(thresholds or {})
     return report
 
 

@@ -157,6 +157,7 @@ def _report(suite: SuiteResult, label: str, handle: RoutedModel, task: TaskConfi
     handle.record(False)
     names = handle.expert_names
     own = next((e.name for e in handle.experts if e.metadata.get("task", e.name) == task.name), None)
-    suite.routing.setdefault(label, {})[task.name] = routing_report(task.name, counts, names, own, sequences)
+    report = routing_report(task.name, counts, names, own, sequences, handle.region_shares(), handle.thresholds())
+    suite.routing.setdefault(label, {})[task.name] = report
     suite.counts.setdefault(label, {})[task.name] = counts
     suite.columns[label] = [*names, "base"]

@@ -1,16 +1,24 @@
-"""The routers compared on the embedded world: world -> pretrained base -> 5 experts + gates (1200 steps each) ->
-routed evaluation on the test split and on the reworded test split (held-out instruction phrasings), against the
-oracle experts. The README's routing table comes from it (the main job, ``routelora demo``, is the paper in
-miniature, :mod:`routelora.experiments.paper`).
+"""The routers compared on the embedded world, open world first: world -> pretrained base -> 5 experts with their
+gates and regions (1200 steps each) -> every router on every task and split, under three protocols for general data.
 
-Run with ``python -m routelora.experiments.routing_comparison --out runs/routing``. Every step is cached or
-resumable: the world and the base live in the routelora cache, and experts already in the library are not trained
-again.
+- **no general data**: the library holds experts only; the retention and general benchmarks are inputs no router
+  statistic describes. A closed-world router then has no base candidate and sends everything to some expert.
+- **leave one benchmark out**: the base model's statistics of two retention benchmarks, never of the third, which
+  is then scored (test and reworded splits).
+- **closed world**: statistics of all three retention benchmarks, the protocol of routelora before world v5.
+
+Tasks: the five specialised ones, the retention benchmarks (mcq, chart, doc), the general benchmarks that no
+statistic ever comes from (basics, vqa), a task that has no expert (chart_trend), and from outside the world every
+task's test samples wrapped in conversation the world never uses and general questions it never asks (``probe``).
+Splits: test, test_reworded (held-out phrasings), test_chatter (held-out conversation).
+
+Run with ``python -m routelora.experiments.routing_comparison --out runs/routing``. Experts already in the library
+are not trained again; the world and the base come from the routelora cache. docs/routing.md quotes its tables.
 """
 
 import argparse
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,40 +28,37 @@ from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
 from routelora.environment import package_versions
-from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
+from routelora.evaluation.suite import SuiteResult, base_condition, oracle_conditions, routed_condition
+from routelora.evaluation.suite import score_conditions as score
+from routelora.experiments.outside import general_questions, wrapped_in_outside_words
 from routelora.experts import ExpertLibrary
-from routelora.experts.library import load_base_prototypes
 from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.gates.prototypes import store_base_prototypes
+from routelora.gates.prototypes import general_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import load_vlm
-from routelora.reports.plots import confusion_heatmap, routing_heatmaps
-from routelora.reports.tables import comparison_markdown, confusion_markdown
-from routelora.routing.config import PAPER_ROUTER, TEXT_PROTOTYPES, RouterConfig
+from routelora.reports.plots import confusion_heatmap
+from routelora.reports.tables import comparison_markdown, confusion_markdown, regions_markdown
+from routelora.routing.config import PRESETS
 
 SPECIALISED = tasks_of_kind("specialised")
 RETENTION = tasks_of_kind("retention")
+GENERAL = tasks_of_kind("general")
+NO_EXPERT = ("chart_trend",)
+SPLITS = ("test", "test_reworded", "test_chatter")
 # 1200 steps at 4e-3: at 300 steps and 2e-3 the meme expert reached 0.76 and genre 0.60, and at 600 steps the
 # entailment expert 0.60, under their targets of 0.8, 0.7 and 0.8 (docs/pretraining.md, world v4).
 EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=4e-3, steps=1200, batch_size=16)
 GATE_RECIPE = GateTrainConfig()
-# What routelora uses by default; see docs/routing.md for the evidence.
-DEFAULT_ROUTER = RouterConfig()
-ROUTERS = {"routed": DEFAULT_ROUTER, "text-prototypes": TEXT_PROTOTYPES, "paper": PAPER_ROUTER}
-"""The routed conditions compared, by label."""
-HEADINGS = {"routed": "routed (default)", "text-prototypes": "text prototypes (earlier default)", "paper": "paper"}
-SPLITS = {"test": ("routed", "text-prototypes", "paper"), "test_reworded": ("routed", "text-prototypes")}
-"""Each split evaluated, with the routers compared on it (the paper's router, far behind on the test split, is left
-out of the reworded one to keep the demo within minutes)."""
+ROUTERS = ("routelora", "text-prototypes", "paper", "paper-open")
+"""The presets compared, under every protocol."""
 
 
 def build_library(base: Path, world: Path, library: Path, limit_steps: int | None = None) -> ExpertLibrary:
-    """Train an expert and its gates for each specialised task (skipping those already in the library)."""
+    """Train an expert with its gates, prototypes and region for each specialised task (skipping those already in
+    the library); no general data goes into the library."""
     lib = ExpertLibrary(library)
     model, processor = load_vlm(base)
-    recipe = (
-        EXPERT_RECIPE if limit_steps is None else ExpertTrainConfig(**{**asdict(EXPERT_RECIPE), "steps": limit_steps})
-    )
+    recipe = EXPERT_RECIPE if limit_steps is None else replace(EXPERT_RECIPE, steps=limit_steps)
     for name in SPECIALISED:
         if name in lib:
             continue
@@ -61,79 +66,156 @@ def build_library(base: Path, world: Path, library: Path, limit_steps: int | Non
         expert, _ = train_expert(model, processor, task, recipe)
         expert, _ = train_gates(model, processor, expert, task, GATE_RECIPE)
         lib.add(expert, name=name)
-    general = [load_task(world / f"{name}.yaml") for name in RETENTION]
-    store_base_prototypes(library, model, processor, general, samples=256, skip_existing=True)
     return lib
 
 
-def evaluate_all(
-    model,
-    processor,
-    world: Path,
-    library: Path,
-    out: Path,
-    split: str = "test",
-    routers: tuple[str, ...] = ("routed", "paper"),
-    limit: int | None = None,
-):
-    """Base, oracle (each task's own expert alone) and routed scores on every task of ``split``, with the routing
-    report of each router in ``routers`` (labels of :data:`ROUTERS`).
+def protocols(general: dict[str, dict]) -> dict[str, dict | None]:
+    """Base-model statistics of each protocol: none, all but one retention benchmark, all of them."""
+    found = {"no general data": None}
+    found |= {f"without {left}": {k: v for k, v in general.items() if k != left} for left in RETENTION}
+    return found | {"closed world": general}
 
-    Writes a routing heatmap per routed condition and task into ``out``, and the default router's confusion matrix.
-    ``model`` is the base the library was trained on, loaded once for every split.
-    """
-    experts, base_prototypes = ExpertLibrary(library).load(), load_base_prototypes(library)
-    tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
-    conditions = [base_condition(), *oracle_conditions(experts)]
-    conditions += [routed_condition(label, experts, ROUTERS[label], base_prototypes) for label in routers]
-    suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit)
-    tag = "" if split == "test" else f"{split}-"
-    for label in routers:
-        routing_heatmaps(suite, label, out, prefix=f"{tag}{label}-", title=f"{label} routing on {{task}} ({split})")
-    reports = [suite.routing[routers[0]][task.name] for task in tasks]
-    title = f"{routers[0]} routing, {split} split: share of sequences"
-    confusion_heatmap(reports, suite.columns[routers[0]], title, out / f"{tag}confusion.png")
-    return suite
+
+def conditions(experts, general: dict[str, dict], only: tuple[str, ...] | None = None) -> list:
+    """Every preset under every protocol, labelled ``preset | protocol``, restricted to the protocols ``only``. A
+    closed-world preset without general data has no base candidate; under "closed world" every preset routes
+    closed-world. The paper's router takes no base candidate, so it runs once (its open-world form under each)."""
+    found = []
+    for preset in ROUTERS:
+        for protocol, statistics in protocols(general).items():
+            if (protocol == "closed world" and preset == "paper-open") or (
+                protocol != "no general data" and preset == "paper"
+            ):
+                continue  # the same router as another condition: the paper's takes no base candidate
+            config = PRESETS[preset]
+            if protocol == "closed world":
+                config = replace(config, open_world=False)
+            if not statistics and not config.open_world:
+                config = replace(config, base_candidates=False)
+            if only is None or protocol in only:
+                found.append(routed_condition(f"{preset} | {protocol}", experts, config, statistics))
+    return found
+
+
+def run(out: Path, limit: int, expert_steps: int | None = None) -> dict:
+    start = time.perf_counter()
+    world, base = cached_world(), cached_base()
+    library = build_library(base, world, out / "library", expert_steps)
+    model, processor = load_vlm(base)
+    experts = library.load()
+    tasks = {name: load_task(world / f"{name}.yaml") for name in (*SPECIALISED, *RETENTION, *GENERAL, *NO_EXPERT)}
+    general = general_prototypes(model, processor, [tasks[name] for name in RETENTION], progress=False)
+    bar = lambda condition, task: f"{condition.label}: {task.name}"  # noqa: E731
+    fixed = [base_condition(), *oracle_conditions(experts)]
+    results, sections = {"environment": package_versions(), "limit": limit, "splits": {}}, []
+    for split in SPLITS:
+        evaluated = [t for t in tasks.values() if getattr(t.data, split) is not None]
+        suite = score(
+            model,
+            processor,
+            fixed + conditions(experts, general, ("no general data", "closed world")),
+            evaluated,
+            split,
+            limit,
+            progress=bar,
+        )
+        if split != "test_chatter":  # leaving a benchmark out is about the benchmarks (target: test and reworded)
+            left_out = [t for t in evaluated if t.kind in ("retention", "general")]
+            lobo = score(
+                model,
+                processor,
+                conditions(experts, general, tuple(p for p in protocols(general) if p.startswith("without"))),
+                left_out,
+                split,
+                limit,
+                progress=bar,
+            )
+            _merge(suite, lobo)
+        results["splits"][split] = _summary(suite)
+        sections += _sections(suite, split, [t.name for t in evaluated], out)
+    outside = [wrapped_in_outside_words(t, out, limit) for t in tasks.values()]
+    outside.append(general_questions([tasks[name] for name in RETENTION], out, limit))
+    suite = score(
+        model,
+        processor,
+        fixed + conditions(experts, general, ("no general data",)),
+        outside,
+        "test",
+        limit,
+        progress=bar,
+    )
+    results["splits"]["outside"] = _summary(suite)
+    sections += _sections(
+        suite, "outside (conversation and questions the world never uses)", [t.name for t in outside], out
+    )
+    results["seconds"] = time.perf_counter() - start
+    io.write_json(out / "results.json", results, indent=1)
+    io.atomic_write(out / "results.md", "\n".join(sections).encode())
+    print(f"done in {results['seconds']:.0f} s; results in {out}")
+    return results
+
+
+def _merge(suite: SuiteResult, other: SuiteResult) -> None:
+    for field in ("results", "routing", "counts", "columns"):
+        getattr(suite, field).update(getattr(other, field))
+
+
+def _summary(suite: SuiteResult) -> dict:
+    return {
+        "scores": suite.by_task(),
+        "to_own": suite.own_shares(),
+        "routing": {label: {t: vars(r) for t, r in reports.items()} for label, reports in suite.routing.items()},
+    }
+
+
+def _sections(suite: SuiteResult, split: str, names: list[str], out: Path) -> list[str]:
+    """Markdown for one split: scores and shares per protocol, the default router's confusion matrix and regions."""
+    lines = [f"## {split}", ""]
+    for protocol in ("no general data", "closed world"):
+        routed = {f"{p} | {protocol}": p for p in ROUTERS if f"{p} | {protocol}" in suite.routing}
+        if routed:
+            lines += [f"### {protocol}", "", comparison_markdown(suite, names, routed), ""]
+    lobo = [f"routelora | without {b}" for b in RETENTION if f"routelora | without {b}" in suite.routing]
+    if lobo:
+        lines += [
+            "### leave one benchmark out (routelora)",
+            "",
+            "| left out | to base | score | base | change |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for label in lobo:
+            left = label.rsplit(" ", 1)[-1]
+            report, routed, plain = suite.routing[label][left], suite.score(label, left), suite.score("base", left)
+            lines.append(
+                f"| {left} | {report.own_share:.2f} | {routed:.3f} | {plain:.3f} | {100 * (routed - plain):+.1f} |"
+            )
+        lines.append("")
+    default = "routelora | no general data"
+    reports = [suite.routing[default][name] for name in names if name in suite.routing[default]]
+    columns = suite.columns[default]
+    lines += [
+        "### where each task's sequences went (routelora, no general data)",
+        "",
+        confusion_markdown(reports, columns),
+        "",
+        regions_markdown(reports),
+        "",
+    ]
+    tag = split.split(" ")[0]
+    confusion_heatmap(reports, columns, f"routelora routing, {tag}: share of sequences", out / f"{tag}-confusion.png")
+    print("\n".join(lines), flush=True)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/routing"))
-    parser.add_argument("--limit", type=int, help="evaluate the first N test samples of each task")
+    parser.add_argument("--limit", type=int, default=100, help="evaluate the first N samples of each task")
     parser.add_argument("--expert-steps", type=int, help="override the expert training steps")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    world = cached_world()
-    base = cached_base()
-    print(f"world {world}\nbase {base}")
-    library = build_library(base, world, args.out / "library", args.expert_steps)
-    names = SPECIALISED + RETENTION
-    results = {"router": asdict(DEFAULT_ROUTER), "splits": {}, "environment": package_versions()}
-    sections = []
-    model, processor = load_vlm(base)
-    for split, routers in SPLITS.items():
-        suite = evaluate_all(model, processor, world, library.root, args.out, split, routers, args.limit)
-        table = comparison_markdown(suite, names, {label: HEADINGS[label] for label in routers})
-        reports = [suite.routing["routed"][name] for name in names]
-        confusion = confusion_markdown(reports, suite.columns["routed"])
-        sections += [
-            f"## {split}",
-            "",
-            table,
-            "",
-            "Default router, where each task's sequences went:",
-            "",
-            confusion,
-            "",
-        ]
-        print(f"\n{split}\n{table}\n\n{confusion}", flush=True)
-        routing = {label: [vars(suite.routing[label][name]) for name in names] for label in routers}
-        results["splits"][split] = {"scores": suite.by_task(), "routing": routing}
-    io.write_json(args.out / "results.json", results, indent=1)
-    io.atomic_write(args.out / "results.md", "\n".join(sections).encode())
-    print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}")
+    run(args.out, args.limit, args.expert_steps)
 
 
 if __name__ == "__main__":

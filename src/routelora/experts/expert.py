@@ -8,7 +8,9 @@ Layout of an expert directory::
     gates.safetensors           optional until gates are trained: <module> -> float32 (d_in,)
     prototypes.safetensors      optional, written with the gates: <module> and input_embeddings -> float32 (d,);
                                 routing.count (1,), routing.mean (F,), routing.scatter (F, F): the task's pooled
-                                feature statistics (routelora.gates.features)
+                                feature statistics (routelora.gates.features); routing.calibration (n,) the
+                                sorted distances of held-out prompts to them, routing.acceptance_shrinkage (1,)
+                                and the prompt layout's token ids, int64 (routelora.gates.acceptance, .runs)
     expert.json                 name, task, base_fingerprint, rank, alpha, targets, training, gate_training, ...
     loss_log.json               optional: the training run's losses
 
@@ -215,7 +217,7 @@ def _read_prototypes(path: Path, input_sizes: dict[str, int]) -> dict[str, torch
             )
         if vector.dim() != (2 if name == STATISTICS_SCATTER else 1):
             raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
-    return {name: vector.to(torch.float32) for name, vector in prototypes.items()}
+    return {name: vector.float() if vector.is_floating_point() else vector for name, vector in prototypes.items()}
 
 
 def expert_metadata(
@@ -252,7 +254,10 @@ def write_expert_json(directory: str | Path, metadata: dict) -> None:
 
 
 def _float32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().float() for name, tensor in tensors.items()}
+    """Floating tensors as float32; integer ones (token ids of a prompt layout) as they are."""
+    return {
+        name: tensor.detach().float() if tensor.is_floating_point() else tensor for name, tensor in tensors.items()
+    }
 
 
 def adapter_input_sizes(directory: Path) -> dict[str, int]:

@@ -21,6 +21,9 @@ class GateTrainConfig:
     """Longest training sequence."""
     prototype_samples: int = 256
     """Training prompts averaged into the expert's routing prototypes (0 skips them)."""
+    calibration_samples: int = 128
+    """Training prompts, from the end of the split and never among the prototypes' prompts, whose distances to the
+    task's statistics set the expert's open-world region (:mod:`routelora.gates.acceptance`); 0 skips them."""
     seed: int = 0
     """Seed of batch sampling."""
 
@@ -29,3 +32,5 @@ class GateTrainConfig:
             raise ValueError("steps, batch_size, lr and max_length must be positive")
         if self.prototype_samples < 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1:
             raise ValueError("prototype_samples and weight_decay must be >= 0, warmup_ratio in [0, 1)")
+        if self.calibration_samples < 0 or self.calibration_samples == 1:
+            raise ValueError(f"calibration_samples must be 0 or at least 2, got {self.calibration_samples}")

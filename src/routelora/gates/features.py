@@ -49,6 +49,21 @@ def _pool(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+def narrow(pooled: torch.Tensor) -> torch.Tensor:
+    """(..., d) -> (..., :func:`part_width`): contiguous blocks averaged."""
+    hidden = pooled.shape[-1]
+    width = part_width(hidden)
+    block = hidden // width
+    return pooled[..., : width * block].reshape(*pooled.shape[:-1], width, block).mean(-1)
+
+
+def pool_parts(tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Standardised tokens (batch, seq, d) pooled over ``mask`` and narrowed: (batch, width); zeros for no mask."""
+    if mask is None:
+        return narrow(tokens.new_zeros(tokens.shape[0], tokens.shape[-1]))
+    return narrow(_pool(tokens, mask.to(tokens.device)))
+
+
 def sequence_features(
     embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None, features: str
 ) -> torch.Tensor:
@@ -59,17 +74,8 @@ def sequence_features(
     (as routing vectors are), each part is pooled over its own tokens and narrowed to :func:`part_width`.
     """
     tokens = standardise(embeddings.float())  # (batch, seq, d)
-    batch, _, hidden = tokens.shape
-    width = part_width(hidden)
-    parts = []
-    for part in FEATURE_PARTS[features]:
-        mask = text_mask if part == "text" else image_mask
-        pooled = (
-            tokens.new_zeros(batch, hidden) if mask is None else _pool(tokens, mask.to(tokens.device))
-        )  # (batch, d)
-        block = hidden // width
-        parts.append(pooled[:, : width * block].view(batch, width, block).mean(-1))  # (batch, width)
-    return torch.cat(parts, dim=-1)  # (batch, parts * width)
+    masks = {"text": text_mask, "image": image_mask}
+    return torch.cat([pool_parts(tokens, masks[part]) for part in FEATURE_PARTS[features]], dim=-1)  # (batch, F)
 
 
 @dataclass

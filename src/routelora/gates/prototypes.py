@@ -18,6 +18,7 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.experts.library import base_prototypes_path, save_base_prototypes
+from routelora.gates.acceptance import calibrate
 from routelora.gates.features import FeatureStatistics, language_model_inputs, sequence_features
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
@@ -31,12 +32,15 @@ def compute_prototypes(
     targets: Sequence[str],
     batch_size: int = 32,
     progress: bool | str = True,
+    held_out: Sequence[Sample] = (),
 ) -> dict[str, torch.Tensor]:
     """Mean standardised input of each target linear over the prompts' text tokens (image and padding excluded).
 
     Returns one float32 (d_in,) tensor per target name, under :data:`EMBEDDINGS_KEY` the same mean of the
     language model's input embeddings, and the statistics of the prompts' pooled text and image features
-    (:class:`~routelora.gates.features.FeatureStatistics`), which the default router decides from.
+    (:class:`~routelora.gates.features.FeatureStatistics`), which the default router decides from. Given
+    ``held_out`` prompts of the same task (none of ``samples``), also their distances to those statistics, which
+    set the expert's open-world region (:func:`~routelora.gates.acceptance.calibrate`).
     """
     collator = VLMCollator(processor)
     image_id = image_token_id(model.config)
@@ -80,7 +84,10 @@ def compute_prototypes(
     finally:
         for handle in handles:
             handle.remove()
-    return {name: (total / max(count, 1)).cpu() for name, total in sums.items()} | statistics.tensors()
+    found = {name: (total / max(count, 1)).cpu() for name, total in sums.items()} | statistics.tensors()
+    if held_out:
+        found |= calibrate(model, processor, held_out, found, batch_size, progress and "calibration")
+    return found
 
 
 def general_prototypes(

@@ -65,15 +65,22 @@ def train_gates(
         restore_modules(model, {name: layer.base for name, layer in gated.items()})
     prototypes = expert.prototypes
     if config.prototype_samples:
-        prototypes = compute_prototypes(
-            model, processor, samples[: config.prototype_samples], expert.targets, progress=progress and "prototypes"
-        )
+        described, held_out = statistics_split(samples, config.prototype_samples, config.calibration_samples)
+        shown = progress and "prototypes"
+        prototypes = compute_prototypes(model, processor, described, expert.targets, progress=shown, held_out=held_out)
     record = {**asdict(config), "task": task.name, "final_loss": result.losses[-1]}
     metadata = {**expert.metadata, "gate_training": record}
     expert = replace(expert, gates=gates, prototypes=prototypes, metadata=metadata)
     if directory is not None:
         save_routing(directory, expert)
     return expert, result
+
+
+def statistics_split(samples: list, described: int, held_out: int) -> tuple[list, list]:
+    """The prompts an expert's statistics describe (the first ``described``) and those that calibrate its region
+    (the last ``held_out``), never the same ones: a split too small for both gives the region a third of it."""
+    held_out = min(held_out, len(samples) // 3) if held_out else 0
+    return samples[: min(described, len(samples) - held_out)], samples[len(samples) - held_out :] if held_out else []
 
 
 def attach_gates(model: nn.Module, expert: Expert) -> dict[str, GatedLoraLinear | GatedIA3Linear]:

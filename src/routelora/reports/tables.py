@@ -98,3 +98,21 @@ def confusion_markdown(reports: Sequence[RoutingReport], columns: Sequence[str])
         cells += [f"{shares.get(column, 0.0):.2f}" for column in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def regions_markdown(reports: Sequence[RoutingReport]) -> str:
+    """An open-world router's regions: one row per task, one column per expert (its threshold in the heading), each
+    cell the share of the task's sequences that expert's region held; the last column the share that no region held
+    (sent to the base model). Empty for a closed-world router."""
+    found = [report for report in reports if report.region_shares]
+    if not found:
+        return ""
+    thresholds = found[0].thresholds
+    experts = [name for name in found[0].region_shares if name != "none"]
+    head = ["task", *(f"{name} (threshold {thresholds.get(name, float('nan')):.0f})" for name in experts)]
+    head.append("no region: to the base")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for report in found:
+        cells = [report.task, *(f"{report.region_shares[name]:.2f}" for name in [*experts, "none"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Settings of routed inference."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GRANULARITIES = ("token", "sequence")
 VECTORS = ("gates", "prototypes")
@@ -14,9 +14,11 @@ class RouterConfig:
     """How each routed layer chooses and mixes experts.
 
     The defaults are routelora's router: one decision per sequence, before the first layer, from the prompt's pooled
-    text and image input embeddings, by a shared-covariance discriminant over every expert's statistics, with the
-    base model among the candidates (docs/routing.md has the evidence). :data:`PAPER_ROUTER` is the paper's recipe,
-    token-level PHATGOOSE gates; :data:`TEXT_PROTOTYPES` is routelora's earlier default.
+    text and image input embeddings, by a shared-covariance discriminant over every expert's statistics, among the
+    experts whose own region holds the prompt; a prompt that no expert's region holds goes to the base model, as
+    does one nearest to a general skill where the library has statistics of some (docs/routing.md has the evidence).
+    :data:`PAPER_ROUTER` is the paper's recipe, token-level PHATGOOSE gates; :data:`TEXT_PROTOTYPES` is routelora's
+    earlier default.
     """
 
     top_k: int = 1
@@ -38,8 +40,20 @@ class RouterConfig:
     """Routing vectors: ``gates`` (trained in stage 2, the paper) or ``prototypes`` (each expert's mean
     standardised activation on its own task's prompts, saved beside its gates)."""
     base_candidates: bool = True
-    """Also offer the base model as candidates, with prototypes of general data saved in the library; a token
-    or sequence that picks one gets no expert."""
+    """Also offer the base model as candidates, with prototypes of general data saved in the library where it has
+    some; a token or sequence that picks one gets no expert. Without any, an open-world router sends to the base
+    whatever no expert accepts, and a closed-world one refuses to start."""
+    open_world: bool = True
+    """Each expert accepts only the prompts inside its own region, set from its own task's statistics and held-out
+    training prompts alone (:mod:`routelora.gates.acceptance`); a prompt that no expert accepts goes to the base model,
+    and a token-level router routes each sequence's tokens among the experts that accepted it. False: the nearest
+    candidate always wins (closed world)."""
+    acceptance_quantile: float = 0.99
+    """Where an expert's region ends, with :attr:`acceptance_margin`: this quantile of the distances of its held-out
+    training prompts (1.0: the farthest of them)."""
+    acceptance_margin: float = 1.0
+    """An expert's region reaches this many times that quantile (above 1: more of a user's own wording accepted, and
+    more general questions; docs/routing.md measures both sides)."""
     rule: str = "shared_covariance"
     """How a shared (``decide_from="embeddings"``) decision scores candidates. ``shared_covariance``: the linear
     discriminant of :mod:`routelora.routing.discriminant`. ``nearest_mean``: the closest mean; with ``text``
@@ -47,7 +61,7 @@ class RouterConfig:
     ``text_image`` the Euclidean nearest mean of the pooled features."""
     features: str = "text_image"
     """What a shared decision reads (:mod:`routelora.gates.features`): ``text_image``, the pooled text and image
-    embeddings side by side; ``text``, the text tokens alone."""
+    embeddings side by side; ``text``, the text tokens alone. The experts' regions always read both."""
     shrinkage: float = 0.1
     """Share of the identity in the shrunk shared covariance (0: the plain pooled covariance, 1: a multiple of the
     identity, which is the Euclidean nearest mean)."""
@@ -73,6 +87,10 @@ class RouterConfig:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
         if self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if not 0 < self.acceptance_quantile <= 1:
+            raise ValueError(f"acceptance_quantile must be in (0, 1], got {self.acceptance_quantile}")
+        if self.acceptance_margin <= 0:
+            raise ValueError(f"acceptance_margin must be positive, got {self.acceptance_margin}")
         if not 0 <= self.shrinkage <= 1:
             raise ValueError(f"shrinkage must be in [0, 1], got {self.shrinkage}")
         if self.shared_decision and self.vectors != "prototypes":
@@ -92,19 +110,29 @@ class RouterConfig:
         return self.shared_decision and not (self.rule == "nearest_mean" and self.features == "text")
 
 
-PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
+PAPER_ROUTER = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False, open_world=False)
 """The paper's recipe (docs/method.md, section 4): every token at every layer picks its top-1 expert by gates, scored
-PHATGOOSE-style (tokens and gates standardised; `normalise=False` gives the paper's plain `v . u`)."""
+PHATGOOSE-style (tokens and gates standardised; `normalise=False` gives the paper's plain `v . u`). ``open_world=True``
+puts the experts' regions in front of it (:data:`PAPER_OPEN`)."""
 
-ONE_EXPERT = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False)
+PAPER_OPEN = replace(PAPER_ROUTER, open_world=True)
+"""The paper's token-level gates behind routelora's open-world test: a sequence that no expert's region holds goes to
+the base model, and the tokens of one that some hold route among those only."""
+
+ONE_EXPERT = RouterConfig(top_k=1, granularity="token", vectors="gates", base_candidates=False, open_world=False)
 """For a single expert: every token takes it, which is the plain LoRA model (the oracle in evaluations). Written
 out on its own rather than as the paper's preset: it equals :data:`PAPER_ROUTER` today only because with one
 candidate every router takes it, and a change to the paper's recipe must not change the oracle. Configs are frozen,
 so neither can be edited in place."""
 
-TEXT_PROTOTYPES = RouterConfig(rule="nearest_mean", features="text")
+TEXT_PROTOTYPES = RouterConfig(rule="nearest_mean", features="text", open_world=False)
 """routelora's default before world v4: each sequence to the expert whose mean standardised text embedding is
 closest (cosine). It reads no image, so tasks that share an instruction cannot be told apart."""
 
-PRESETS = {"routelora": RouterConfig(), "text-prototypes": TEXT_PROTOTYPES, "paper": PAPER_ROUTER}
+PRESETS = {
+    "routelora": RouterConfig(),
+    "text-prototypes": TEXT_PROTOTYPES,
+    "paper": PAPER_ROUTER,
+    "paper-open": PAPER_OPEN,
+}
 """Named routers of the command line's ``--router``."""

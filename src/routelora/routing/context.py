@@ -18,6 +18,7 @@ from torch import nn
 from transformers import Cache
 
 from routelora.gates.features import language_model_inputs
+from routelora.gates.runs import OUTSIDE, PromptLayout, segment_ids
 from routelora.models.layout import text_token_mask
 
 SEEN, PAD, IMAGE, PROMPT, GENERATED = -1, 0, 1, 2, 3
@@ -83,6 +84,15 @@ class RoutingContext:
     seen: int = 0
     """Positions of the current sequences routed so far (prompt and generated tokens)."""
     plan_cache: SequencePlan | None = field(default=None, repr=False)
+    segments: torch.Tensor | None = None
+    """(batch, seq) each prompt token's sentence (:func:`routelora.gates.runs.segment_ids`), where the router tests
+    the experts' regions; None otherwise."""
+    allowed: torch.Tensor | None = None
+    """(batch, experts) bool: the experts whose region holds each sequence, decided at prefill and kept for the
+    decoding steps; None for a closed-world router."""
+    accepted_counts: torch.Tensor | None = None
+    """(experts + 2,) since recording started: sequences each expert's region held, those no region held, and
+    every sequence tested."""
 
     @property
     def plan(self) -> SequencePlan | None:
@@ -110,6 +120,14 @@ class RoutingContext:
             counts = torch.bincount(first.cpu(), minlength=self.num_experts + 1)
             self.sequence_counts = counts if self.sequence_counts is None else self.sequence_counts + counts
 
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Keep a prefill's open-world test, (batch, experts) bool, for every layer and the decoding steps."""
+        self.allowed = allowed
+        if self.recording:
+            tested = torch.tensor([allowed.shape[0]], device=allowed.device)
+            held = torch.cat([allowed.sum(0), (~allowed.any(1)).sum()[None], tested]).cpu()  # (experts + 2,)
+            self.accepted_counts = held if self.accepted_counts is None else self.accepted_counts + held
+
     def record(self, layer: str, chosen: torch.Tensor) -> None:
         """Add one forward's top-1 choices (tokens, k) of ``layer`` to :attr:`counts`."""
         if not self.recording or self.token_kinds is None:
@@ -125,6 +143,19 @@ class RoutingContext:
         table += torch.bincount(flat, minlength=table.numel()).view_as(table)
 
 
+def restricted(
+    decision: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decision (weights, choices) with every expert outside ``allowed`` (batch, experts) taken out: a sequence
+    whose choices are all outside gets the base model."""
+    weights, chosen = decision  # (batch, candidates), (batch, k)
+    experts = allowed.shape[1]
+    inside = torch.cat([allowed, allowed.new_ones(allowed.shape[0], weights.shape[1] - experts)], 1)
+    weights = weights * inside.to(weights.dtype)
+    keep = (chosen >= 0) & allowed.gather(1, chosen.clamp(min=0))
+    return weights, chosen.masked_fill(~keep, -1)
+
+
 def find_cache(args: tuple, kwargs: dict) -> Cache | None:
     """The KV cache among a forward's arguments, found by its type rather than by the keyword it is passed under
     (transformers 5.24 renamed ``past_key_values`` to ``cache`` in ``generate``)."""
@@ -132,12 +163,17 @@ def find_cache(args: tuple, kwargs: dict) -> Cache | None:
 
 
 def install_context_hook(
-    model: nn.Module, context: RoutingContext, image_token_id: int | None, decider: nn.Module | None = None
+    model: nn.Module,
+    context: RoutingContext,
+    image_token_id: int | None,
+    decider: nn.Module | None = None,
+    layout: PromptLayout | None = None,
 ):
     """Fill ``context`` from each top-level forward's inputs; returns the hook handle.
 
     With a ``decider`` (:class:`~routelora.routing.decision.SequenceDecider`), each prefill also decides every
-    sequence's experts from its input embeddings, before the first layer runs.
+    sequence's experts from its input embeddings, before the first layer runs. With a prompt ``layout``, each
+    prefill also marks its prompts' sentences, for the experts' regions (:mod:`routelora.routing.regions`).
     """
 
     def before_forward(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -160,7 +196,7 @@ def install_context_hook(
             return
         context.prefilled = context.generating
         context.decisions.clear()
-        context.shared = None
+        context.shared = context.allowed = context.segments = None
         if input_ids is None:
             embeddings = kwargs.get("inputs_embeds")
             real = attention_mask.bool() if attention_mask is not None else None
@@ -177,6 +213,8 @@ def install_context_hook(
         if attention_mask is not None:
             kinds[~attention_mask.bool()] = PAD
         context.token_kinds = kinds
+        if layout is not None:
+            context.segments = segment_ids(input_ids, context.pool_mask, layout)
         if decider is not None:
             # image and padding positions are looked up as token 0: they are pooled out anyway
             embeddings = module.get_input_embeddings()(input_ids.masked_fill(~context.pool_mask, 0))
@@ -187,9 +225,10 @@ def install_context_hook(
 
 def install_feature_hook(language_model: nn.Module, context: RoutingContext, decide) -> object:
     """Decide every sequence's experts at each prefill from the language model's input embeddings (see
-    :mod:`routelora.gates.features`); ``decide(embeddings, text_mask, image_mask)`` returns the (weights, choices)
-    that every routed layer then applies. Needs the top-level hook of :func:`install_context_hook` to have set the
-    token masks of this forward first. Returns the hook handle."""
+    :mod:`routelora.gates.features`); ``decide(embeddings, text_mask, image_mask, segments)`` returns the (weights,
+    choices) that every routed layer then applies (None where the layers decide themselves) and the (batch,
+    experts) experts allowed to each sequence (None for a closed world). Needs the top-level hook of
+    :func:`install_context_hook` to have set the token masks of this forward first. Returns the hook handle."""
 
     def before_language_model(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if context.decoding:
@@ -202,6 +241,15 @@ def install_feature_hook(language_model: nn.Module, context: RoutingContext, dec
             text_mask = torch.ones(embeddings.shape[:2], dtype=torch.bool, device=embeddings.device)
         kinds = context.token_kinds
         image_mask = kinds == IMAGE if kinds is not None and kinds.shape == embeddings.shape[:2] else None
-        context.decide(decide(embeddings, text_mask, image_mask))
+        segments = context.segments
+        if segments is None or segments.shape != embeddings.shape[:2]:  # no token ids: the prompt is one sentence
+            segments = torch.where(text_mask, 0, OUTSIDE).to(embeddings.device)
+        decision, allowed = decide(embeddings, text_mask, image_mask, segments.to(embeddings.device))
+        if allowed is not None:
+            context.restrict(allowed)
+        if decision is None and allowed is not None and context.shared is not None:
+            decision = restricted(context.shared, allowed)  # a decision made before (from text prototypes)
+        if decision is not None:
+            context.decide(decision)
 
     return language_model.register_forward_pre_hook(before_language_model, with_kwargs=True)

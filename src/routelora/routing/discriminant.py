@@ -11,6 +11,8 @@ odds of Gaussians with one covariance, equal priors). Written by hand because ne
 between adapters by a discriminant; it is a solve and a product, so a library is refitted whenever it is attached.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -63,7 +65,13 @@ class DiscriminantDecider(nn.Module):
         self.fallback_threshold = fallback_threshold
 
     @torch.no_grad()
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mixing weights (batch, candidates) and chosen candidates (batch, k) from features (batch, F)."""
+    def forward(
+        self, features: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixing weights (batch, candidates) and chosen candidates (batch, k) from features (batch, F); with
+        ``allowed`` (batch, experts) bool, among the allowed experts and the base candidates only."""
         scores = features.float() @ self.weights.to(features.device) + self.biases.to(features.device)
+        if allowed is not None:
+            experts = scores[:, : self.num_experts].masked_fill(~allowed.to(scores.device), -math.inf)
+            scores = torch.cat([experts, scores[:, self.num_experts :]], 1)  # (batch, candidates)
         return top_k_weights(scores, self.top_k, self.num_experts, self.fallback_threshold)

@@ -133,7 +133,7 @@ class RoutedLinear(nn.Module):
         self._sequence_mode = config.granularity == "sequence" and context is not None
         # One expert and no other candidate: every token takes it with weight 1, whatever the router.
         self._alone = None
-        if self.num_candidates == 1 and config.fallback_threshold is None and config.merge:
+        if self.num_candidates == 1 and config.fallback_threshold is None and config.merge and not config.open_world:
             self._alone = plan_decision((torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long)))
 
     @property
@@ -203,7 +203,7 @@ class RoutedLinear(nn.Module):
         # a row with no poolable token (all image or padding) pools over every token instead
         mask = mask | ~mask.any(dim=1, keepdim=True)
         pooled = scores.masked_fill(~mask, 0.0).sum(1) / mask.sum(1)  # (batch, candidates)
-        context.decisions[self.name] = self.routing_weights(pooled)
+        context.decisions[self.name] = self.routing_weights(self._within_regions(pooled, batch))
         return context.decisions[self.name]
 
     def _per_sequence_update(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -318,7 +318,10 @@ class RoutedLinear(nn.Module):
         """Each token's top-k experts by its own scores, mixed: x (..., d_in) -> (..., d_out)."""
         u = x.reshape(-1, x.shape[-1])  # (tokens, d_in)
         hidden, raw = self._down(u)  # (tokens, experts * rank), (tokens, candidates)
-        weights, chosen = self.routing_weights(self.scores_from(u, raw))  # (tokens, candidates), (tokens, k)
+        scores = self.scores_from(u, raw)
+        if x.dim() == 3:
+            scores = self._within_regions(scores, x.shape[0])
+        weights, chosen = self.routing_weights(scores)  # (tokens, candidates), (tokens, k)
         self._keep_trace(weights, chosen)
         result = self._scaled_base(u, weights)  # (tokens, d_out)
         if self.rank:
@@ -326,6 +329,16 @@ class RoutedLinear(nn.Module):
             hidden = hidden.view(u.shape[0], self.num_experts, self.rank) * mix[:, :, None]  # (tokens, n, r)
             result = torch.addmm(result, hidden.flatten(1), self.lora_B)  # (tokens, d_out)
         return result.view(*x.shape[:-1], -1)
+
+    def _within_regions(self, scores: torch.Tensor, batch: int) -> torch.Tensor:
+        """``scores`` (rows, candidates), the rows ``batch`` sequences' in order, with every expert outside a
+        sequence's region (``context.allowed``, the open world) scored -inf; as they are for a closed world."""
+        allowed = self.context.allowed if self.context is not None else None
+        if allowed is None or allowed.shape[0] != batch or scores.shape[0] % batch:
+            return scores
+        inside = allowed.to(scores.device).repeat_interleave(scores.shape[0] // batch, 0)  # (rows, experts)
+        experts = scores[:, : self.num_experts].masked_fill(~inside, float("-inf"))
+        return torch.cat([experts, scores[:, self.num_experts :]], 1)
 
     def _scaled_base(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The base layer under the (IA)^3 vectors that ``weights`` (rows, candidates) mix, one row per token

@@ -13,6 +13,7 @@ from routelora.experts.expert import EMBEDDINGS_KEY, PROTOTYPES, Expert
 from routelora.experts.fingerprint import check_compatible
 from routelora.experts.library import ExpertLibrary, load_base_prototypes
 from routelora.gates.features import MEAN_KEY, select_statistics, sequence_features
+from routelora.gates.runs import run_features
 from routelora.models.layout import get_layout, image_token_id
 from routelora.nn import restore_modules, swap_modules
 from routelora.routing.config import RouterConfig
@@ -20,6 +21,7 @@ from routelora.routing.context import RoutingContext, install_context_hook, inst
 from routelora.routing.decision import SequenceDecider
 from routelora.routing.discriminant import DiscriminantDecider
 from routelora.routing.layer import ExpertWeights, RoutedLinear
+from routelora.routing.regions import RegionTest
 
 
 @dataclass
@@ -36,8 +38,11 @@ class RoutedModel:
     """General skills offered as base-model candidates."""
     hooks: list = field(default_factory=list, repr=False)
     decide: Callable | None = field(default=None, repr=False)
-    """The shared decision from pooled features, ``decide(embeddings, text_mask, image_mask)`` -> (weights,
-    choices), where the router makes one (see :mod:`routelora.routing.discriminant`); None otherwise."""
+    """The decision from pooled features, ``decide(embeddings, text_mask, image_mask, segments)`` -> ((weights,
+    choices) or None, allowed experts or None), where the router makes one (see
+    :mod:`routelora.routing.discriminant` and :mod:`routelora.routing.regions`); None otherwise."""
+    regions: RegionTest | None = field(default=None, repr=False)
+    """The experts' open-world regions; None for a closed-world router."""
 
     def __enter__(self) -> "RoutedModel":
         """``with attach_router(...) as router:`` detaches when the block ends, however it ends."""
@@ -70,12 +75,27 @@ class RoutedModel:
         """Start (or stop) accumulating routing counts; starting clears earlier counts."""
         if on:
             self.context.counts.clear()
-            self.context.sequence_counts = None
+            self.context.sequence_counts = self.context.accepted_counts = None
         self.context.recording = on
 
     def routing_counts(self) -> dict[str, torch.Tensor]:
         """Per layer: (token kinds, experts + 1) counts of top-1 choices since :meth:`record` (last column: base)."""
         return {name: table.clone() for name, table in self.context.counts.items()}
+
+    def thresholds(self) -> dict[str, float]:
+        """Each expert's region threshold (a squared distance; empty for a closed-world router)."""
+        if self.regions is None:
+            return {}
+        return dict(zip(self.expert_names, self.regions.thresholds.tolist()))
+
+    def region_shares(self) -> dict[str, float] | None:
+        """Share of the sequences since :meth:`record` that each expert's region held, and under ``none`` the share
+        that no region held (sent to the base model); None for a closed-world router or before any sequence."""
+        counts = self.context.accepted_counts
+        if counts is None:
+            return None
+        total = max(int(counts[-1]), 1)
+        return dict(zip([*self.expert_names, "none"], (counts[:-1] / total).tolist()))
 
     def sequence_counts(self) -> torch.Tensor | None:
         """(experts + 1,) sequences each shared decision sent to each expert since :meth:`record` (last: base);
@@ -133,11 +153,11 @@ def attach_router(
         )
     if getattr(model, "routelora_router", None) is not None:
         raise RouteloraError("this model already has a router attached; detach() it first")
-    if config.base_candidates and not base_prototypes:
+    if config.base_candidates and not base_prototypes and not config.open_world:
         raise RouteloraError(
-            "the router offers the base model as a candidate, which needs base prototypes in the library "
-            "(`routelora library base-prototypes`); or route without it (`--no-base-candidates`, "
-            "base_candidates=False)"
+            "a closed-world router offers the base model as a candidate, which needs base prototypes in the library "
+            "(`routelora library base-prototypes`); or route open-world (the default: inputs no expert accepts go "
+            "to the base model), or without base candidates (`--no-base-candidates`, base_candidates=False)"
         )
     vectors = []
     for expert in experts:
@@ -148,7 +168,7 @@ def attach_router(
                 f"expert {expert.name} has no gates; train them with `routelora gate train` before routing"
             )
         vectors.append(routing or {})
-    skills = sorted(base_prototypes) if config.base_candidates else []
+    skills = sorted(base_prototypes or {}) if config.base_candidates else []
     candidates = len(experts) + len(skills)
     if config.top_k > candidates:
         raise RouteloraError(
@@ -169,17 +189,24 @@ def attach_router(
     text_decider = None
     if config.shared_decision and not config.uses_statistics:
         text_decider = _decider(experts, vectors, base_prototypes, skills, config)
-    feature_decider = _feature_decider(experts, vectors, base_prototypes, skills, config)
+    regions = None
+    if config.open_world:
+        found = [expert.prototypes or {} for expert in experts]
+        regions = RegionTest(
+            [expert.name for expert in experts], found, config.acceptance_quantile, config.acceptance_margin
+        )
+    feature_decider = _feature_decider(experts, vectors, base_prototypes, skills, config, regions)
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.
-    hooks = [install_context_hook(model, context, image_token_id(model.config), text_decider)]
+    layout = regions.layout if regions is not None else None
+    hooks = [install_context_hook(model, context, image_token_id(model.config), text_decider, layout)]
     if feature_decider is not None:
         language_model = model.get_submodule(get_layout(model).language_model)
         hooks.append(install_feature_hook(language_model, context, feature_decider))
     if hasattr(model, "generate"):
         _mark_generation(model, context)
     layers = {n: model.get_submodule(n) for n in names}
-    handle = RoutedModel(model, experts, config, layers, originals, skills, hooks, feature_decider)
+    handle = RoutedModel(model, experts, config, layers, originals, skills, hooks, feature_decider, regions)
     model.routelora_router = handle
     return handle
 
@@ -222,26 +249,39 @@ def _feature_decider(
     base_prototypes: dict[str, dict[str, torch.Tensor]] | None,
     skills: list[str],
     config: RouterConfig,
+    regions: RegionTest | None,
 ):
-    """The whole-model decision from pooled text and image features (:mod:`routelora.routing.discriminant`), as a
-    function of the language model's input embeddings and token masks; None when the router does not use it."""
-    if not config.uses_statistics:
+    """The decision from pooled features, as a function of the language model's input embeddings, token masks and
+    sentences: the shared-covariance discriminant (:mod:`routelora.routing.discriminant`) where the router decides
+    by statistics, among the experts whose region holds each sequence where it is open-world; None when the router
+    does neither."""
+    if not config.uses_statistics and regions is None:
         return None
-    sources = [(f"expert {e.name}", routing) for e, routing in zip(experts, vectors)]
-    sources += [(f"base prototypes {skill}", base_prototypes[skill]) for skill in skills]
-    for where, routing in sources:
-        if MEAN_KEY not in routing:
-            raise RouteloraError(
-                f"{where} has no feature statistics (written by an older routelora); compute them again with "
-                "`routelora gate train` (experts) or `routelora library base-prototypes` (base), or route with "
-                "--router text-prototypes"
-            )
-    statistics = [select_statistics(routing, config.features) for _, routing in sources]
-    shrinkage = 1.0 if config.rule == "nearest_mean" else config.shrinkage
-    decider = DiscriminantDecider(statistics, len(experts), config.top_k, shrinkage, config.fallback_threshold)
+    discriminant = None
+    if config.uses_statistics:
+        sources = [(f"expert {e.name}", routing) for e, routing in zip(experts, vectors)]
+        sources += [(f"base prototypes {skill}", base_prototypes[skill]) for skill in skills]
+        for where, routing in sources:
+            if MEAN_KEY not in routing:
+                raise RouteloraError(
+                    f"{where} has no feature statistics (written by an older routelora); compute them again with "
+                    "`routelora gate train` (experts) or `routelora library base-prototypes` (base), or route with "
+                    "--router text-prototypes"
+                )
+        statistics = [select_statistics(routing, config.features) for _, routing in sources]
+        shrinkage = 1.0 if config.rule == "nearest_mean" else config.shrinkage
+        discriminant = DiscriminantDecider(
+            statistics, len(experts), config.top_k, shrinkage, config.fallback_threshold
+        )
 
-    def decide(embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None):
-        return decider(sequence_features(embeddings, text_mask, image_mask, config.features))  # (batch, F) in
+    def decide(embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None, segments):
+        allowed = None
+        if regions is not None:
+            allowed = regions(*run_features(embeddings, segments, image_mask, "text_image")) <= 1  # (batch, experts)
+        if discriminant is None:
+            return None, allowed
+        features = sequence_features(embeddings, text_mask, image_mask, config.features)  # (batch, F)
+        return discriminant(features, allowed), allowed
 
     return decide
 

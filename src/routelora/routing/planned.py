@@ -8,14 +8,36 @@ own; (IA)^3 experts become per-sequence scalings of the input or output.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
+from torch import nn
 
+from routelora.routing.config import RouterConfig
 from routelora.routing.context import SequencePlan
 
-if TYPE_CHECKING:
-    from routelora.routing.layer import RoutedLinear
+
+class StackedExperts(Protocol):
+    """What :func:`planned_weights` reads of a routed layer (:class:`~routelora.routing.layer.RoutedLinear`): its
+    base layer and every expert's parameters, stacked. A protocol, so that this module needs nothing of the layer's."""
+
+    base: nn.Linear
+    config: RouterConfig
+    num_experts: int
+    rank: int
+    down: torch.Tensor
+    """(experts * rank + candidates, d_in) every expert's A, then the gate keys."""
+    lora_B: torch.Tensor
+    """(experts * rank, d_out) every expert's B, its LoRA scale folded in."""
+    available: torch.Tensor
+    """(candidates,) bool: the expert has an adapter at this layer."""
+    is_lora: torch.Tensor
+    is_ia3_in: torch.Tensor
+    is_ia3_out: torch.Tensor
+    ia3_in: torch.Tensor
+    """(experts, d_in) ``l - 1`` of the input-scaling (IA)^3 experts, zeros for the rest."""
+    ia3_out: torch.Tensor
+    """(experts, d_out) the same for the output-scaling ones."""
 
 
 @dataclass
@@ -47,7 +69,7 @@ class PlannedWeights:
     """(batch, d_out) the same for the experts that scale the output."""
 
 
-def planned_weights(layer: "RoutedLinear", plan: SequencePlan) -> PlannedWeights:
+def planned_weights(layer: StackedExperts, plan: SequencePlan) -> PlannedWeights:
     """``layer``'s weights under ``plan``."""
     weight = layer.base.weight
     experts = plan.experts.to(layer.down.device)  # (u,)
@@ -64,7 +86,7 @@ def planned_weights(layer: "RoutedLinear", plan: SequencePlan) -> PlannedWeights
     lora = r > 0 and bool(layer.is_lora[experts].any())
     if not lora and in_delta is None and out_delta is None:
         return planned  # the chosen experts adapt nothing here (vectors of ones, or no LoRA)
-    down = layer.lora_A.view(n, r, -1)[experts].flatten(0, 1) if lora else None  # (u * rank, d_in)
+    down = layer.down[: n * r].view(n, r, -1)[experts].flatten(0, 1) if lora else None  # (u * rank, d_in)
     up = layer.lora_B.view(n, r, -1)[experts].flatten(0, 1) if lora else None  # (u * rank, d_out)
     scale = coefficients.repeat_interleave(r, dim=1).to(weight.dtype) if lora else None  # (batch, u * rank)
     many = lora and experts.numel() > 2 * layer.config.top_k

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from routelora.data.task import EVALUATION_SPLITS
 from routelora.errors import RouteloraError
 from routelora.experts.config import ExpertTrainConfig
 from routelora.gates.config import GateTrainConfig
@@ -51,8 +52,8 @@ class StreamConfig:
     tasks: list[str] = field(default_factory=lambda: list(PAPER_ORDER))
     """The stream, in order: task YAML paths or embedded world task names."""
     retention: list[str] = field(default_factory=lambda: list(RETENTION))
-    """Benchmarks of general skill evaluated after every step (and whose data the default router's base
-    candidates are described by)."""
+    """Benchmarks of general skill evaluated after every step. The default router never sees their data (it is
+    open-world); the earlier default, closed-world ``text-prototypes``, keeps their statistics as base candidates."""
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     """Names in ``routelora.methods.METHODS``, run side by side on the same base, tasks, budgets and seeds."""
     expert: ExpertTrainConfig = field(default_factory=lambda: ExpertTrainConfig(lr=4e-3, steps=250, holdout=32))
@@ -66,7 +67,7 @@ class StreamConfig:
     replay: float = 0.2
     """Share of each earlier task's training samples the replay baseline keeps."""
     split: str = "test"
-    """Split every task is evaluated on (``test`` or ``test_reworded``)."""
+    """Split every task is evaluated on (``test``, ``test_reworded`` or ``test_chatter``)."""
     eval_limit: int | None = None
     """Evaluate the first N samples of each task (None: all)."""
     world_seed: int = 0
@@ -85,8 +86,8 @@ class StreamConfig:
             raise ValueError("methods: name at least one method")
         if not 0 <= self.replay <= 1:
             raise ValueError(f"replay must be in [0, 1], got {self.replay}")
-        if self.split not in ("test", "test_reworded"):
-            raise ValueError(f"split must be test or test_reworded, got {self.split!r}")
+        if self.split not in EVALUATION_SPLITS:
+            raise ValueError(f"split must be one of {', '.join(EVALUATION_SPLITS)}, got {self.split!r}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"eval_limit must be positive, got {self.eval_limit}")
 

@@ -19,12 +19,16 @@ text_entailment     ablation     accuracy               entailment with a captio
 arith_text          ablation     number_match           add / subtract word problems, numbers 0..20
 arith_image         ablation     number_match           count shapes (all or one colour), add / subtract
 arith_mixed         ablation     number_match           test only: text problems + problems counting the image
-basics              pretraining  accuracy               direct short perception questions (pretraining only)
+basics              general      accuracy               direct short perception questions (colour, count, a letter...)
+vqa                 general      accuracy               what kind of picture: shapes, chart or page (open or yes/no)
 ==================  ===========  =====================  =====================================================
 
-Every instruction is drawn from a family of phrasings (:mod:`.instructions`); a ``test_reworded`` split asks the
-test samples again in held-out phrasings that training never uses. ``caption`` and ``text_caption`` share their
-instructions and answer style and differ only in their images.
+Every instruction is drawn from a family of phrasings (:mod:`.instructions`, data in ``texts/*.yaml``); a
+``test_reworded`` split asks the test samples again in held-out phrasings that training never uses, and a
+``test_chatter`` split wraps them in held-out conversation (a greeting, a sentence of context, thanks;
+:mod:`.conversation`), as a quarter of the training samples are wrapped in the training parts. ``caption`` and
+``text_caption`` share their instructions and answer style and differ only in their images. The general benchmarks
+(``basics``, ``vqa``) are general skills of the base that no router's statistics ever come from.
 
 :func:`generate_world` writes LLaVA-format JSONL + PNG + task YAML files; ``sizes`` takes a scale
 factor, one ``(train, test)`` pair for all tasks, or a mapping of task name to ``(train, test)``

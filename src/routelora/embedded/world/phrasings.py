@@ -1,9 +1,16 @@
-"""One instruction family: the phrasings a question type is asked in, and those held out for testing only."""
+"""One instruction family: the phrasings a question type is asked in, and those held out for testing only.
+
+Families are data: ``texts/*.yaml`` beside this module map a family's name to its ``train`` and ``held_out``
+phrasings, so that adding a phrasing touches no code.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
+
+import yaml
 
 MIN_TRAIN, MIN_HELD_OUT = 8, 4
 
@@ -27,7 +34,26 @@ class Phrasings:
             )
 
 
-def family(train: str, held_out: str) -> Phrasings:
-    """A family from two blocks of one phrasing per line."""
-    lines = lambda block: tuple(line.strip() for line in block.strip().splitlines())  # noqa: E731
-    return Phrasings(lines(train), lines(held_out))
+def load_families(name: str) -> dict[str, Phrasings]:
+    """The families of the data file ``texts/<name>.yaml``, by family name, in the file's order."""
+    text = resources.files(__package__).joinpath("texts", f"{name}.yaml").read_text()
+    return parse_families(yaml.safe_load(text), f"routelora/embedded/world/texts/{name}.yaml")
+
+
+def parse_families(data: object, where: str) -> dict[str, Phrasings]:
+    """Families from a data file's parsed content; ``where`` names the file in errors."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of family names to {{train: [...], held_out: [...]}}")
+    families = {}
+    for family, parts in data.items():
+        if not isinstance(parts, dict) or set(parts) != {"train", "held_out"}:
+            raise ValueError(f"{where}: family {family!r} needs exactly the keys train and held_out")
+        if not all(isinstance(parts[key], list) for key in parts):
+            raise ValueError(f"{where}: family {family!r}: train and held_out must be lists of phrasings")
+        if not all(isinstance(p, str) for p in parts["train"] + parts["held_out"]):
+            raise ValueError(f"{where}: family {family!r} holds a phrasing that is not a string")
+        try:
+            families[family] = Phrasings(tuple(parts["train"]), tuple(parts["held_out"]))
+        except ValueError as error:
+            raise ValueError(f"{where}: family {family!r}: {error}") from None
+    return families

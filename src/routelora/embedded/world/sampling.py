@@ -15,6 +15,8 @@ from .instructions import FAMILIES
 T = TypeVar("T")
 REWORDED = "test_reworded"
 """The second test split: the test split's samples (same images, same answers) asked in held-out phrasings."""
+CHATTER = "test_chatter"
+"""The conversational test split: the test split's samples wrapped in held-out conversation (:mod:`.conversation`)."""
 
 
 def stable_seed(*parts: object) -> int:
@@ -52,8 +54,9 @@ class SampleContext:
     """The randomness of sample ``index`` of one (seed, task, split).
 
     Every sample gets its own generator, so sample ``i`` is the same whatever the split size: a larger
-    world is a superset of a smaller one with the same seed. The :data:`REWORDED` split draws the test split's
-    randomness, so its sample ``i`` is test sample ``i`` asked in a held-out phrasing (see :meth:`phrase`).
+    world is a superset of a smaller one with the same seed. The :data:`REWORDED` and :data:`CHATTER` splits draw the
+    test split's randomness, so their sample ``i`` is test sample ``i``, asked in a held-out phrasing (see
+    :meth:`phrase`) or wrapped in conversation (:func:`~.conversation.converse`).
     """
 
     seed: int
@@ -63,7 +66,7 @@ class SampleContext:
 
     def __post_init__(self) -> None:
         self.reworded = self.split == REWORDED
-        self._draws = "test" if self.reworded else self.split
+        self._draws = "test" if self.split in (REWORDED, CHATTER) else self.split
         self.rng = random.Random(stable_seed(self.seed, self.task, self._draws, self.index))
 
     def phrase(self, family: str, **fields: str) -> str:

@@ -14,6 +14,7 @@ from .ablation import (
     make_text_entailment,
 )
 from .basics import make_basics
+from .conversation import converse
 from .language import ENTAILMENT_LABELS
 from .retention import make_chart, make_doc, make_mcq
 from .sampling import SampleContext, WorldSample
@@ -26,13 +27,17 @@ from .specialised import (
     make_meme,
     make_text_caption,
 )
+from .vqa import VQA_LABELS, make_vqa
 
-KINDS = ("specialised", "retention", "ablation", "pretraining")
+KINDS = ("specialised", "retention", "ablation", "general")
+"""specialised: the continual-learning stream's tasks; retention: the paper's general benchmarks (MMBench, ChartQA,
+DocVQA analogues); ablation: the paper's other experiments; general: general skills of the base used only to
+evaluate open-world routing (never in any router's statistics)."""
 DEFAULT_SIZES = {
     "specialised": (2000, 200),
     "retention": (3000, 200),
     "ablation": (1000, 200),
-    "pretraining": (6000, 200),
+    "general": (6000, 200),
 }
 
 
@@ -52,8 +57,12 @@ class TaskSpec:
     """Its instructions come from phrasing families, so it has a ``test_reworded`` split."""
 
     def sample(self, seed: int, split: str, index: int) -> WorldSample:
-        """WorldSample ``index`` of ``split``; the same arguments always give the same sample."""
-        return self.generate(SampleContext(seed, self.name, split, index))
+        """WorldSample ``index`` of ``split``, its question wrapped in conversation where the split wraps it
+        (:func:`~.conversation.converse`); the same arguments always give the same sample."""
+        context = SampleContext(seed, self.name, split, index)
+        sample = self.generate(context)
+        sample.question = converse(sample.question, context)
+        return sample
 
 
 _SPECS = (
@@ -166,17 +175,26 @@ _SPECS = (
     ),
     TaskSpec(
         "basics",
-        "pretraining",
-        "Direct one-word perception questions, only for pretraining the tiny base (generic data).",
+        "general",
+        "Direct one-word perception questions (colour, shape, row, count, a letter, a bar's value).",
         "accuracy",
         None,
         4,
         make_basics,
     ),
+    TaskSpec(
+        "vqa",
+        "general",
+        "What kind of picture this is (shapes, chart or page), asked openly or as yes/no.",
+        "accuracy",
+        VQA_LABELS,
+        4,
+        make_vqa,
+    ),
 )
 
 TASK_SPECS: dict[str, TaskSpec] = {s.name: s for s in _SPECS}
-#: Ordered task names with their kind (specialised | retention | ablation | pretraining).
+#: Ordered task names with their kind (specialised | retention | ablation | general).
 WORLD_TASKS: dict[str, str] = {s.name: s.kind for s in _SPECS}
 
 
@@ -191,7 +209,8 @@ SizeSpec = float | tuple[int, int] | Mapping[str, tuple[int, int]] | None
 def resolve_sizes(sizes: SizeSpec, tasks: list[str]) -> dict[str, tuple[int | None, int]]:
     """(train, test) sample counts per task; train is None for a task without a train split.
 
-    ``sizes`` is one of: None (defaults: specialised 2000/200, retention 3000/200, ablation 1000/200);
+    ``sizes`` is one of: None (defaults: specialised 2000/200, retention 3000/200, ablation 1000/200, general
+    6000/200);
     a number, which scales every default (at least 1 sample per split); a ``(train, test)`` pair for
     every task; or a mapping from task name to ``(train, test)`` for those tasks, defaults for the rest.
     """

@@ -17,11 +17,11 @@ from tqdm import tqdm
 
 from routelora import io
 
-from .sampling import REWORDED, WorldSample
+from .sampling import CHATTER, REWORDED, WorldSample
 from .tasks import TASK_SPECS, SizeSpec, TaskSpec, check_tasks, resolve_sizes
 
 #: Changes whenever a generator's output changes, so cached worlds can be told apart.
-WORLD_VERSION = "routelora-world-v4"
+WORLD_VERSION = "routelora-world-v5"
 IMAGE_TOKEN = "<image>"
 
 
@@ -38,6 +38,7 @@ class TaskFiles:
     n_train: int | None
     n_test: int
     test_reworded: Path | None = None
+    test_chatter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class WorldManifest:
                 n_train=n_train,
                 n_test=n_test,
                 test_reworded=root / name / f"{REWORDED}.jsonl" if t.get("reworded") else None,
+                test_chatter=root / name / f"{CHATTER}.jsonl" if t.get("chatter") else None,
             )
         return cls(root, info["seed"], info["image_size"], info["version"], tasks)
 
@@ -99,6 +101,7 @@ def task_yaml(spec: TaskSpec, has_train: bool) -> dict:
             "train": f"{spec.name}/train.jsonl" if has_train else None,
             "test": f"{spec.name}/test.jsonl",
             **({REWORDED: f"{spec.name}/{REWORDED}.jsonl"} if spec.reworded else {}),
+            CHATTER: f"{spec.name}/{CHATTER}.jsonl",
         },
         "metric": spec.metric,
         "labels": list(spec.labels) if spec.labels is not None else None,
@@ -124,6 +127,7 @@ def _splits(spec: TaskSpec, sizes: tuple[int | None, int]) -> Iterator[tuple[str
     yield "test", test
     if spec.reworded:
         yield REWORDED, test
+    yield CHATTER, test
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -144,9 +148,10 @@ def generate_world(
 ) -> WorldManifest:
     """Generate the task world into ``out_dir`` (replacing an earlier world there) and return its manifest.
 
-    Layout: ``<task>.yaml``, ``<task>/{train,test,test_reworded}.jsonl``, ``<task>/images/<split>_<index>.png`` and
-    ``world.json``. ``sizes`` is described in :func:`routelora.embedded.world.tasks.resolve_sizes`;
-    ``tasks`` restricts the world to some task names. The same arguments always give byte-identical files.
+    Layout: ``<task>.yaml``, ``<task>/{train,test,test_reworded,test_chatter}.jsonl``,
+    ``<task>/images/<split>_<index>.png`` and ``world.json``. ``sizes`` is described in
+    :func:`routelora.embedded.world.tasks.resolve_sizes`; ``tasks`` restricts the world to some task names. The same
+    arguments always give byte-identical files.
     """
     out_dir = Path(out_dir)
     names = check_tasks(tasks)
@@ -178,6 +183,7 @@ def generate_world(
                     "metric": TASK_SPECS[name].metric,
                     "yaml": f"{name}.yaml",
                     "reworded": TASK_SPECS[name].reworded,
+                    "chatter": True,
                 }
                 for name in names
             },

@@ -1,0 +1,135 @@
+"""An expert's region, from its own task's data only: how far an input may be from the task and still belong to it.
+
+The open-world half of routelora's default router (docs/method.md, section 5). A task keeps the count, mean m and
+scatter S of its prompts' pooled features (:mod:`routelora.gates.features`); its own covariance, shrunk towards a
+multiple of the identity,
+
+    C = (1 - a) S / (n - 1) + a * mean(diag(S / (n - 1))) * I,
+
+gives each input's squared distance ``d(x) = (x - m) . C^-1 (x - m)`` to the task, for the run of the input's
+sentences that fits the task best (:mod:`routelora.gates.runs`). The distances of the task's own held-out training
+prompts (never among those the statistics came from) are saved sorted; an expert accepts an input whose distance
+is at most a chosen quantile of them. Nothing here reads another task's data or the library the expert joins, so a
+threshold never changes when experts come and go (a shared covariance would move every threshold with each new
+expert). Written by hand because neither peft nor transformers has out-of-distribution tests for adapters.
+"""
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import Sample
+from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, language_model_inputs
+from routelora.gates.runs import PromptLayout, run_features, segment_ids
+from routelora.models.layout import get_layout, image_token_id, text_token_mask
+
+SHRINKAGE = 0.6
+"""Share of the identity in an expert's own covariance: the task's own prompts vary in few directions (a dozen
+phrasings), and a user's wording moves in others. Chosen on training data only (docs/routing.md): the most lenient
+region that still kept 98% of each retention benchmark's training prompts out, judged by how many prompts of
+phrasings held out of the statistics it accepted."""
+CALIBRATION_KEY, SHRINKAGE_KEY = "routing.calibration", "routing.acceptance_shrinkage"
+"""Where the held-out prompts' sorted distances, and the shrinkage they were measured with, live in a prototypes
+file."""
+
+
+def region(statistics: dict[str, torch.Tensor], shrinkage: float = SHRINKAGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The task's mean (F,) and a root R (F, F) of its shrunk own precision: ``d(x) = |(x - m) R|^2``."""
+    count = float(statistics[COUNT_KEY])
+    covariance = statistics[SCATTER_KEY].double() / max(count - 1, 1.0)  # (F, F)
+    ridge = covariance.diagonal().mean().clamp_min(1e-12)
+    covariance = (1 - shrinkage) * covariance + shrinkage * ridge * torch.eye(len(covariance), dtype=torch.float64)
+    root = torch.linalg.cholesky(torch.linalg.inv(covariance))  # (F, F) lower: C^-1 = R R^T
+    return statistics[MEAN_KEY].double(), root
+
+
+def best_run_distances(
+    features: torch.Tensor, valid: torch.Tensor, means: torch.Tensor, roots: torch.Tensor, chunk: int = 8
+) -> torch.Tensor:
+    """(batch, regions) each input's smallest squared distance to each region over its runs (inf: no run).
+
+    features: (batch, runs, F); valid: (batch, runs) bool; means: (regions, F); roots: (regions, F, F). Only the
+    runs that exist are scored, ``chunk`` regions at a time, so that a large library needs no
+    (batch, runs, regions, F) tensor.
+    """
+    batch, runs, _ = features.shape
+    kept = features[valid]  # (kept runs, F)
+    owner = valid.nonzero()[:, 0]  # (kept runs,) the input each kept run belongs to
+    best = features.new_full((batch, len(means)), torch.inf)
+    for start in range(0, len(means), chunk):
+        centred = kept[:, None, :] - means[start : start + chunk].to(kept)  # (kept runs, c, F)
+        projected = torch.einsum("ncf,cfg->ncg", centred, roots[start : start + chunk].to(kept))
+        distances = projected.square().sum(-1)  # (kept runs, c)
+        index = owner[:, None].expand_as(distances)
+        best[:, start : start + chunk] = best[:, start : start + chunk].scatter_reduce(
+            0, index, distances, reduce="amin"
+        )
+    return best
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module,
+    processor,
+    samples: Sequence[Sample],
+    statistics: dict[str, torch.Tensor],
+    batch_size: int = 32,
+    progress: bool | str = False,
+) -> dict[str, torch.Tensor]:
+    """The held-out prompts' sorted distances to the region of ``statistics`` (computed from other prompts of the
+    same task), with the prompt layout they were measured in; merged into the task's prototypes file."""
+    layout = PromptLayout.from_processor(processor)
+    mean, root = region(statistics)
+    distances = [
+        best_run_distances(*runs, mean[None], root[None])[:, 0]
+        for runs in prompt_runs(model, processor, samples, layout, batch_size, progress)
+    ]
+    return {
+        CALIBRATION_KEY: torch.cat(distances).sort().values.float(),
+        SHRINKAGE_KEY: torch.tensor([SHRINKAGE]),
+        **layout.tensors(),
+    }
+
+
+class _Stop(Exception):
+    """Raised at the language model's door: calibration needs its inputs, not its forward."""
+
+
+def prompt_runs(
+    model: nn.Module,
+    processor,
+    samples: Sequence[Sample],
+    layout: PromptLayout,
+    batch_size: int,
+    progress: bool | str = False,
+):
+    """Yield ``(features, valid)`` of every run of each batch's prompts (:func:`~routelora.gates.runs.
+    run_features`, text and image), from a forward that stops before the language model's first layer."""
+    collator = VLMCollator(processor)
+    image_id = image_token_id(model.config)
+    language_model = model.get_submodule(get_layout(model).language_model)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        seen["embeddings"] = language_model_inputs(module, args, kwargs)
+        raise _Stop
+
+    handle = language_model.register_forward_pre_hook(keep, with_kwargs=True)
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        description = progress if isinstance(progress, str) else "calibration"
+        for start in tqdm(range(0, len(samples), batch_size), desc=description, disable=not progress):
+            batch = {k: v.to(device) for k, v in collator(samples[start : start + batch_size], False).items()}
+            with contextlib.suppress(_Stop):
+                model(**batch)
+            ids = batch["input_ids"]
+            text = text_token_mask(ids, batch["attention_mask"], image_id)
+            image = (ids == image_id) if image_id is not None else None
+            yield run_features(seen["embeddings"], segment_ids(ids, text, layout), image, "text_image")
+    finally:
+        handle.remove()

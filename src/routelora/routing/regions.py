@@ -1,0 +1,70 @@
+"""The experts' regions at inference: which experts may take each sequence (routelora's open world).
+
+Every expert brings the statistics of its own task's prompts and the sorted distances of its own held-out prompts
+(:mod:`routelora.gates.acceptance`). A sequence is inside an expert's region when some run of its sentences is no
+farther from the task than a margin times the chosen quantile of those distances. The router then chooses only
+among the experts whose region holds the sequence, and a sequence that none holds goes to the base model.
+"""
+
+import torch
+from torch import nn
+
+from routelora.errors import RouteloraError
+from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE_KEY, best_run_distances, region
+from routelora.gates.features import MEAN_KEY
+from routelora.gates.runs import PromptLayout
+
+TOLERANCE = 1e-4
+"""Relative slack of a threshold: distances are pooled in float32, in batches of any size."""
+
+
+class RegionTest(nn.Module):
+    """Each expert's region, stacked: ``forward(runs, valid)`` -> (batch, experts) distance over threshold."""
+
+    def __init__(
+        self, names: list[str], prototypes: list[dict[str, torch.Tensor]], quantile: float, margin: float = 1.0
+    ) -> None:
+        """
+        Args:
+            names: the experts' names, for errors.
+            prototypes: each expert's prototypes, with its statistics, calibration and prompt layout.
+            quantile: where each region ends, as a quantile of its held-out prompts' distances...
+            margin: ... times this.
+        """
+        super().__init__()
+        for name, found in zip(names, prototypes):
+            if MEAN_KEY not in found:
+                raise RouteloraError(
+                    f"expert {name} has no feature statistics (written by an older routelora); compute them again "
+                    "with `routelora gate train`, or route closed-world with --router text-prototypes"
+                )
+        missing = [name for name, found in zip(names, prototypes) if CALIBRATION_KEY not in found]
+        if missing:
+            raise RouteloraError(
+                f"expert(s) {missing} have no open-world region (written by an older routelora, or gates trained with "
+                "calibration_samples=0): `routelora gate train` computes it again; or route closed-world "
+                "(--no-open-world, open_world=False)"
+            )
+        layouts = [PromptLayout.from_tensors(found) for found in prototypes]
+        if any(layout is None or not layout.same_as(layouts[0]) for layout in layouts):
+            raise RouteloraError(
+                f"experts {names} were calibrated with different tokenizers or chat templates; compute their "
+                "prototypes again on one base model (`routelora gate train`)"
+            )
+        self.layout = layouts[0]
+        regions = [region(found, float(found[SHRINKAGE_KEY])) for found in prototypes]
+        # a prompt at the very distance of a held-out one is inside, whatever the last bits of float32 pooling
+        thresholds = [
+            (1 + TOLERANCE) * margin * torch.quantile(found[CALIBRATION_KEY].double(), quantile)
+            for found in prototypes
+        ]
+        self.register_buffer("means", torch.stack([mean for mean, _ in regions]).float(), persistent=False)
+        self.register_buffer("roots", torch.stack([root for _, root in regions]).float(), persistent=False)
+        self.register_buffer("thresholds", torch.stack(thresholds).float(), persistent=False)  # (experts,)
+
+    @torch.no_grad()
+    def forward(self, runs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(batch, experts) each sequence's best-run distance to each expert over that expert's threshold: at most
+        1 inside the region. runs: (batch, runs, F); valid: (batch, runs) bool."""
+        distances = best_run_distances(runs.float(), valid, self.means, self.roots)  # (batch, experts)
+        return distances / self.thresholds.to(distances.device)
