@@ -69,38 +69,3 @@ def running(served) -> Iterator[str]:
         thread.join(timeout=30)
         sock.close()
         assert not thread.is_alive(), "the server did not stop"
-
-
-@contextmanager
-def serve_process(*argv: str) -> Iterator[str]:
-    """``routelora serve ARGV --port 0`` in a process of its own; yields its URL once it listens, and ends it (by
-    its pid) when the block ends."""
-    import re
-    import selectors
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "routelora.cli.main", "serve", *argv, "--port", "0"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    try:
-        selector = selectors.DefaultSelector()
-        selector.register(process.stderr, selectors.EVENT_READ)
-        deadline, seen = time.monotonic() + 120, []
-        while time.monotonic() < deadline and selector.select(timeout=deadline - time.monotonic()):
-            line = process.stderr.readline()
-            seen.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                break
-            assert line, f"routelora serve exited: {''.join(seen)}"
-        else:
-            raise AssertionError(f"routelora serve did not start: {''.join(seen)}")
-        yield found.group(1)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()

@@ -39,7 +39,7 @@ def test_exported_adapters_load_in_peft_and_equal_routelora(served_library, tmp_
         for key in load_file(directory / "adapter_model.safetensors"):
             module = key.removeprefix("base_model.model.").rsplit(".", 2)[0]
             assert f"{module}.weight" in state, f"{key} names no module of the full VLM"
-        with attach_router(model, library) as router, applied(router, Route((index,), (1.0,)), 4), torch.no_grad():
+        with attach_router(model, library) as router, applied(router, [Route((index,), (1.0,))] * 4), torch.no_grad():
             ours = model(**batch).logits
         peft_model = PeftModel.from_pretrained(model, directory)
         with torch.no_grad():

@@ -4,6 +4,7 @@ sampling settings; and every bad request gets its 4xx while the server keeps ser
 import base64
 import io
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from routelora.bench.serve import serve_processes
 from routelora.cli.predict import predict
 from routelora.serving.config import ServeConfig
 from routelora.serving.server import load_served
-from served_library import chat_body, running, serve_process
+from served_library import chat_body, running
 from tiny_tasks import bomb_png
 
 COLOUR = "What colour is the square?"
@@ -264,15 +266,19 @@ def test_front_end_routes_here_and_forwards_to_an_engine_in_plain_mode(served_li
     cases = [case for case in _requests(served_library) if case[0] == "routelora"]
     bodies = [chat_body(m, p, _image(served_library, i), max_tokens=6) for m, p, i in cases]
     want = [_ask(url, body).json() for body in bodies]
-    with serve_process("--base", base, "--library", library, "--plain") as engine:
+    with socket.socket() as probe:  # a free port for the engine, so that both processes start at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine_url = f"http://127.0.0.1:{port}"
+    plain = ["--base", base, "--library", library, "--plain", "--port", str(port)]
+    with serve_processes(plain, ["--base", base, "--library", library, "--engine", engine_url]) as (engine, front):
         names = [m["id"] for m in httpx.get(f"{engine}/v1/models").json()["data"]]
         assert names == ["base", "colour", "shape"], "engine mode serves the adapters by name only"
         assert _ask(engine, bodies[0]).status_code == 404
-        with serve_process("--base", base, "--library", library, "--engine", engine) as front:
-            got = [_ask(front, body).json() for body in bodies]
-            body = bodies[0] | {"stream": True}
-            with httpx.stream("POST", f"{front}/v1/chat/completions", json=body, timeout=60) as answer:
-                lines = [line for line in answer.iter_lines() if line]
+        got = [_ask(front, body).json() for body in bodies]
+        body = bodies[0] | {"stream": True}
+        with httpx.stream("POST", f"{front}/v1/chat/completions", json=body, timeout=60) as answer:
+            lines = [line for line in answer.iter_lines() if line]
     for served, forwarded in zip(want, got):
         assert forwarded["choices"][0]["message"]["content"] == served["choices"][0]["message"]["content"]
         assert forwarded["routing"] == served["routing"]

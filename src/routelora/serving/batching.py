@@ -18,17 +18,18 @@ from dataclasses import dataclass
 import torch
 
 from routelora.data.collate import VLMCollator
+from routelora.routing.grouping import route_batches
 from routelora.routing.model import RoutedModel
 from routelora.serving.config import ServeConfig
 from routelora.serving.errors import RequestError
 from routelora.serving.generation import generate_rows
-from routelora.serving.routes import applied, describe_routes, route_of
+from routelora.serving.routes import Route, applied, describe_routes, route_of
 from routelora.serving.schema import ChatRequest
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     """One request in the batcher, and where its events go.
 
@@ -70,6 +71,7 @@ class Batcher:
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=config.max_queue)
         self.thread = threading.Thread(target=self._loop, name="routelora-batcher", daemon=True)
         self.batches = 0
+        self._decided: tuple[list[Job], dict] | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -120,26 +122,50 @@ class Batcher:
             for job in jobs:
                 job.emit(("done", {}))
             return
-        groups: dict[tuple, list[Job]] = {}
-        for job in jobs:
-            key = (route_of(job.routing), job.request.sampling.key()) if self.router else job.request.sampling.key()
-            groups.setdefault(key, []).append(job)
-        for group in groups.values():
+        for group in self._batches(jobs):
             try:
                 self._generate(group)
             except Exception as error:
                 log.exception("generation failed")
                 self._fail(group, error)
 
+    def _batches(self, jobs: list[Job]) -> list[list[Job]]:
+        """The generate calls: one per sampling setting and route, or with ``mixed_batches`` one per sampling
+        setting, its full batches of one route first and the rest mixed (``route_batches``)."""
+        by_sampling: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            by_sampling.setdefault(job.request.sampling.key(), []).append(job)
+        if self.router is None:
+            return list(by_sampling.values())
+        batches = []
+        for group in by_sampling.values():
+            routes = [route_of(job.routing) for job in group]
+            if self.config.mixed_batches:
+                batches += [[group[i] for i in batch] for batch in route_batches(routes, self.config.max_batch)]
+            else:
+                by_route: dict[Route, list[Job]] = {}
+                for job, route in zip(group, routes):
+                    by_route.setdefault(route, []).append(job)
+                batches += list(by_route.values())
+        return batches
+
     def _decide(self, jobs: list[Job]) -> None:
+        self._decided = None
         if not jobs:
             return
         batch = self.collator([job.request.sample for job in jobs], with_answers=False)
         for job, routing in zip(jobs, describe_routes(self.router, batch)):
             job.routing = {"model": job.request.model, **routing}
+        self._decided = (jobs, batch)
+
+    def _collate(self, jobs: list[Job]) -> dict[str, torch.Tensor]:
+        """The model batch of ``jobs``: the decision's own when it was made for exactly these jobs in this order."""
+        if self._decided is not None and self._decided[0] == jobs:
+            return self._decided[1]
+        return self.collator([job.request.sample for job in jobs], with_answers=False)
 
     def _generate(self, jobs: list[Job]) -> None:
-        batch = self.collator([job.request.sample for job in jobs], with_answers=False)
+        batch = self._collate(jobs)
         lengths = batch["attention_mask"].sum(1).tolist()  # (batch,) prompt tokens of each row
         fits = [n + job.request.max_tokens <= self.context_length for job, n in zip(jobs, lengths)]
         if not all(fits):
@@ -155,7 +181,7 @@ class Batcher:
         if self.router is None:
             rows = generate_rows(self.model, self.collator, [job.request for job in jobs], emitters, batch)
         else:
-            with applied(self.router, route_of(jobs[0].routing), len(jobs)):
+            with applied(self.router, [route_of(job.routing) for job in jobs]):
                 rows = generate_rows(self.model, self.collator, [job.request for job in jobs], emitters, batch)
         for job, row, prompt_tokens in zip(jobs, rows, lengths):
             result = {"text": row.text, "finish_reason": row.finish_reason, "prompt_tokens": prompt_tokens}

@@ -36,6 +36,9 @@ class ServeConfig:
     """Most requests generated together in one batch."""
     batch_wait_ms: float = 5.0
     """How long the batcher waits for more requests once one has arrived, in milliseconds."""
+    mixed_batches: bool = True
+    """Generate the requests of one batch together whatever their routes (each row its own experts), full
+    batches of one route first (``route_batches``, as ``routelora eval`` does); off: one generate call per route."""
     max_queue: int = 256
     """Requests waiting for a batch beyond which new ones get 503 (server busy)."""
     max_body_bytes: int = 8 * 1024 * 1024
@@ -48,6 +51,8 @@ class ServeConfig:
     """Tokens generated when a request gives no ``max_tokens``."""
     max_tokens_limit: int | None = None
     """Largest ``max_tokens`` a request may ask for (default and upper bound: the model's context length)."""
+    threads: int | None = None
+    """``torch.set_num_threads`` for the model (None: torch's default); 1 keeps a busy machine's cores apart."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -59,6 +64,8 @@ class ServeConfig:
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_image_pixels", "default_max_tokens"):
             if getattr(self, name) < 1:
                 raise ServeConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ServeConfigError(f"threads must be at least 1, got {self.threads}")
         if self.max_tokens_limit is not None and self.max_tokens_limit < 1:
             raise ServeConfigError(f"max_tokens_limit must be at least 1, got {self.max_tokens_limit}")
         if self.batch_wait_ms < 0 or self.engine_timeout <= 0:

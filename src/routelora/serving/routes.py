@@ -94,16 +94,19 @@ def _base() -> dict:
 
 
 @contextmanager
-def applied(router: RoutedModel, route: Route, batch: int) -> Iterator[None]:
-    """Inside the block, every prefill of ``batch`` sequences takes ``route`` instead of deciding: the decision
-    already made (or forced by the request's ``model``) is the one the layers apply."""
+def applied(router: RoutedModel, routes: list[Route]) -> Iterator[None]:
+    """Inside the block, every prefill of ``len(routes)`` sequences gives row i ``routes[i]`` instead of deciding:
+    the decision already made (or forced by the request's ``model``) is the one the layers apply."""
     context = router.context
     candidates = len(router.experts) + len(router.base_skills)
-    weights = torch.zeros(batch, candidates)  # (batch, candidates)
-    for index, weight in zip(route.chosen, route.weights):
-        if index >= 0:
-            weights[:, index] = weight
-    chosen = torch.tensor([route.chosen] * batch)  # (batch, k)
+    k = max(len(route.chosen) for route in routes)
+    weights = torch.zeros(len(routes), candidates)  # (batch, candidates)
+    chosen = torch.full((len(routes), k), BASE)  # (batch, k)
+    for row, route in enumerate(routes):
+        chosen[row, : len(route.chosen)] = torch.tensor(route.chosen)
+        for index, weight in zip(route.chosen, route.weights):
+            if index >= 0:
+                weights[row, index] = weight
     language_model = router.model.get_submodule(get_layout(router.model).language_model)
 
     def force(module, args, kwargs) -> None:  # registered after the router's hook, so it overrides its decision

@@ -32,6 +32,10 @@ def load_served(
     from routelora.routing.model import attach_router
     from routelora.serving.batching import Batcher
 
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
     model, processor = load_vlm(base, **load_options)
     model.eval()
     router, names = None, []
