@@ -5,3 +5,11 @@
 # minutes on one GPU (an estimate until it has run). Extra arguments go to `python -m routelora.bench.gpu_check`.
 source "$(dirname "$0")/env.sh"
 python -m routelora.bench.gpu_check --shape mid --device cuda --dtype bfloat16 "$@"
+# The serving step: an exported library on vLLM (multi-LoRA, one adapter per request) behind `routelora serve
+# --engine`, against routelora's own routed server, answer for answer (src/routelora/bench/engine_check.py). It
+# needs vLLM, which the lock does not hold: give the Python of an environment that has it as VLLM_PYTHON.
+if [ -n "${VLLM_PYTHON:-}" ]; then
+    python -m routelora.bench.engine_check --engine vllm --vllm-python "$VLLM_PYTHON" --device cuda
+else
+    echo "gpu-check: serving step skipped (set VLLM_PYTHON to the python of an environment with vLLM)"
+fi

@@ -6,8 +6,6 @@ docs/bad-input.md lists the same cases; ``CASES`` below is that table in code (a
 import json
 import re
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from routelora.experts import ExpertLibrary, save_expert
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models.checkpoint import save_checkpoint
-from tiny_tasks import CORPUS, colour_and_shape
+from tiny_tasks import CORPUS, bomb_png, colour_and_shape
 
 FAST = ExpertTrainConfig(rank=4, steps=2, batch_size=4, lr=1e-2)
 
@@ -83,14 +81,7 @@ def _task_with(setup, name: str, image: Path | None = None, yaml_extra: str = ""
 
 
 def _bomb(path: Path) -> Path:
-    """A PNG whose header declares 40000 x 40000 pixels (1.6 G), with almost no data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
-    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    path.write_bytes(bomb_png())
     return path
 
 

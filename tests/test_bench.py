@@ -229,3 +229,37 @@ def test_the_gpu_check_runs_on_a_cpu_at_the_tiny_shape():
     rows = main(["--shape", "tiny", "--device", "cpu", "--dtype", "float32", "--steps", "2", "--new-tokens", "4"])
     assert [row["family"] for row in rows] == list(FAMILIES)
     assert all(row["tokens equal to PEFT's"] == 1.0 for row in rows)
+
+
+def test_serve_bench_loads_both_servers_with_no_failure(tmp_path):
+    """A few requests through both real servers: every request answered with exactly the tokens asked for, and a
+    row per server and number of clients, with the targets in words."""
+    from routelora.bench.config import ServeBenchConfig
+    from routelora.bench.generate import EXPERT_TASKS, SKILL_TASKS
+    from routelora.bench.serve import markdown_table, run_serve_bench, target_lines
+    from routelora.embedded.world import generate_world
+
+    world = tmp_path / "world"
+    generate_world(world, sizes=(20, 8), tasks=[*EXPERT_TASKS, *SKILL_TASKS], progress=False)
+    config = ServeBenchConfig(requests=8, concurrency=4, new_tokens=3, experts=2, rank=4, rounds=1, warmup=2)
+    rows = run_serve_bench(config, world, progress=lambda step: None)
+    assert [(row["condition"], row["clients"]) for row in rows] == [
+        ("routed", 1),
+        ("base alone", 1),
+        ("routed", 4),
+        ("base alone", 4),
+    ]
+    for row in rows:
+        assert row["failures"] == 0 and row["requests"] == 8, row["failure_examples"]
+        assert row["tokens_per_s"] * row["wall_s"] == pytest.approx(8 * 3)
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert "| routed | 4 | 1 | 8 | 0 |" in markdown_table(rows)
+    assert target_lines(rows, 4)[0] == "failures: 0 in 32 requests (target 0: met)"
+
+
+@pytest.mark.parametrize("fields, message", [({"rounds": 0}, "rounds"), ({"timeout": 0}, "timeout")])
+def test_serve_config_refuses_bad_settings(fields, message):
+    from routelora.bench.config import ServeBenchConfig
+
+    with pytest.raises(BenchConfigError, match=message):
+        ServeBenchConfig(**fields)

@@ -9,7 +9,7 @@ PACKAGE = Path(routelora.__file__).parent
 CORE = {"data", "models", "metrics", "training", "experts", "gates", "routing", "evaluation", "methods", "stream"}
 CORE |= {"reports"}
 CORE |= {"io", "nn", "errors", "environment", "_version", "_lazy"}
-ABOVE_THE_CORE = {"embedded", "experiments", "cli", "bench"}
+ABOVE_THE_CORE = {"embedded", "experiments", "cli", "bench", "serving"}
 
 
 def _modules() -> dict[str, Path]:

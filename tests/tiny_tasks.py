@@ -1,6 +1,8 @@
 """Two small image tasks on disk (LLaVA JSONL + PNG + task YAML), shared by the expert and method tests."""
 
 import json
+import struct
+import zlib
 
 from PIL import Image
 
@@ -43,3 +45,14 @@ def twins(root) -> list[TaskConfig]:
     warm = write_task(root, "warm", "What is it?", ["hot", "cold"] * 4, colours=("red", "blue"))
     cool = write_task(root, "cool", "What is it?", ["cold", "hot"] * 4, colours=("green", "yellow"))
     return [warm, cool]
+
+
+def bomb_png() -> bytes:
+    """A PNG whose header declares 40000 x 40000 pixels (1.6 G), with almost no data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body

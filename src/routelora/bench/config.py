@@ -119,3 +119,42 @@ class GenerateBenchConfig:
         _check_model_bench(self, ("prompts", "realistic_prompts", "batch", "new_tokens", "experts", "rank", "repeats"))
         if self.large_library < self.experts:
             raise BenchConfigError(f"large_library ({self.large_library}) must be at least experts ({self.experts})")
+
+
+@dataclass
+class ServeBenchConfig:
+    """What ``routelora bench serve`` measures: a loopback load test of ``routelora serve`` on the tiny base."""
+
+    requests: int = 256
+    """Requests per condition, caption and mcq prompts taking turns (the world's test samples, with images)."""
+    concurrency: int = 32
+    """Clients sending at once in the concurrent conditions (each sends its next request when answered)."""
+    new_tokens: int = 16
+    """Tokens generated per request, exactly (min_tokens = max_tokens)."""
+    experts: int = 4
+    """Random experts in the library (at most 4 of them have their own task's statistics)."""
+    rank: int = 8
+    """LoRA rank of every expert."""
+    max_batch: int = 32
+    """The server's --max-batch."""
+    batch_wait_ms: float = 5.0
+    """The server's --batch-wait-ms."""
+    threads: int | None = None
+    """Each server's --threads (None: torch's default)."""
+    mixed_batches: bool = True
+    """The routed server's --mixed-batches (off: one generate call per route)."""
+    rounds: int = 3
+    """Timed rounds of every condition, alternating between the servers; the figures are their medians."""
+    warmup: int = 8
+    """Untimed requests to each server first."""
+    timeout: float = 120.0
+    """Seconds a client waits for one answer before counting it a failure."""
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "concurrency", "new_tokens", "experts", "rank", "max_batch", "rounds"):
+            if getattr(self, name) < 1:
+                raise BenchConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise BenchConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.warmup < 0 or self.batch_wait_ms < 0 or self.timeout <= 0:
+            raise BenchConfigError("warmup and batch_wait_ms must be at least 0, and timeout above 0")

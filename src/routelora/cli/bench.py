@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from routelora.cli.config_args import add_config_arguments, config_from_arguments
 
 if TYPE_CHECKING:
-    from routelora.bench.config import DecisionBenchConfig, GenerateBenchConfig, RoutingBenchConfig
+    from routelora.bench.config import (
+        DecisionBenchConfig,
+        GenerateBenchConfig,
+        RoutingBenchConfig,
+        ServeBenchConfig,
+    )
 
 
 def _environment() -> dict[str, Any]:
@@ -178,6 +183,44 @@ def _run_generate(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def bench_serve(config: ServeBenchConfig, json_path: Path | None = None) -> str:
+    """Run the serving load test and return its Markdown table with a line per target.
+
+    Args:
+        config: requests, clients, tokens and the servers' batching to measure.
+        json_path: also write the configuration, environment and every figure there as JSON.
+    """
+    from routelora.bench.serve import markdown_table, run_serve_bench, target_lines
+    from routelora.embedded.cache import cached_world
+
+    load_before = os.getloadavg()[0]
+    rows = run_serve_bench(config, cached_world(progress=False), lambda step: print(step, file=sys.stderr, flush=True))
+    environment = {**_environment(), "load_average_1min_before": load_before}
+    targets = target_lines(rows, config.concurrency)
+    if json_path is not None:
+        from routelora import io
+
+        report = {"config": asdict(config), "environment": environment, "rows": rows, "targets": targets}
+        io.write_json(json_path, report, indent=1)
+    head = (
+        f"routelora serve on loopback, tiny base (random weights), float32, CPU, torch {environment['torch']}; "
+        f"{config.requests} requests per round (caption and mcq taking turns, one image each), exactly "
+        f"{config.new_tokens} new tokens each; --max-batch {config.max_batch}, "
+        f"--threads {config.threads or 'default'}; "
+        f"median of {config.rounds} rounds; load average {load_before:.1f} "
+        f"before, {environment['load_average_1min']:.1f} after, on {environment['cpus']} CPUs"
+    )
+    return "\n".join([head, "", markdown_table(rows), "", *(f"- {line}" for line in targets)])
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    from routelora.bench.config import ServeBenchConfig
+
+    print(bench_serve(config_from_arguments(args, ServeBenchConfig), json_path=args.json))
+    if args.json is not None:
+        print(f"wrote {args.json}")
+
+
 def register(subcommands: argparse._SubParsersAction) -> None:
     """Add ``bench`` and its sub-commands to the CLI.
 
@@ -192,7 +235,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "every combination of size, expert count and top-k; print ratios, the FLOP bound, speed-ups and the "
         "routed layer's memory per expert.",
     )
-    from routelora.bench.config import DecisionBenchConfig, GenerateBenchConfig, RoutingBenchConfig
+    from routelora.bench.config import DecisionBenchConfig, GenerateBenchConfig, RoutingBenchConfig, ServeBenchConfig
 
     add_config_arguments(routing, RoutingBenchConfig)
     routing.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
@@ -217,3 +260,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_config_arguments(generate, GenerateBenchConfig)
     generate.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     generate.set_defaults(run=_run_generate)
+    serve = benches.add_parser(
+        "serve",
+        help="load test of routelora serve on loopback: req/s, tokens/s, p50/p99, failures (tiny base, CPU)",
+        description="Start routelora serve over a random tiny base and library, and the base alone, each in a "
+        "process of its own on 127.0.0.1; send both the same mixed caption and mcq requests one at a time and "
+        "from --concurrency clients at once; print requests and tokens per second, p50 and p99 latency and failures.",
+    )
+    add_config_arguments(serve, ServeBenchConfig)
+    serve.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    serve.set_defaults(run=_run_serve)

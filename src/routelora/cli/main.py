@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from routelora._version import __version__
-from routelora.cli import bench, evaluate, expert, info, library, predict, stream, tiny, world
+from routelora.cli import bench, evaluate, expert, export, info, library, predict, serve, stream, tiny, world
 from routelora.errors import RouteloraError
 
-COMMANDS = (info, world, tiny, evaluate, expert, library, predict, stream, bench)
+COMMANDS = (info, world, tiny, evaluate, expert, library, predict, serve, export, stream, bench)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
