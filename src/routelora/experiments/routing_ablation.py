@@ -20,27 +20,35 @@ from routelora.embedded.world import tasks_of_kind
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experts import ExpertLibrary
 from routelora.experts.library import load_base_prototypes
+from routelora.gates.prototypes import general_prototypes
 from routelora.models import load_vlm
 from routelora.models.layout import image_token_id, text_token_mask
 from routelora.reports.tables import router_markdown
-from routelora.routing.config import PAPER_ROUTER, TEXT_PROTOTYPES, RouterConfig
+from routelora.routing.config import PAPER_OPEN, PAPER_ROUTER, TEXT_PROTOTYPES, RouterConfig
 from routelora.routing.model import attach_router
 
 SPECIALISED = tasks_of_kind("specialised")
 RETENTION = tasks_of_kind("retention")
 
+CLOSED = RouterConfig(open_world=False)
+"""routelora's router before world v5: the discriminant alone, the retention benchmarks' statistics as base
+candidates (every closed-world row below is given them)."""
 ROUTERS = {
-    "routelora (default)": RouterConfig(),
-    "no base candidates": RouterConfig(base_candidates=False),
-    "text features only": RouterConfig(features="text"),
-    "nearest mean (text and image)": RouterConfig(rule="nearest_mean"),
-    "shrinkage 0.01": RouterConfig(shrinkage=0.01),
-    "shrinkage 0.5": RouterConfig(shrinkage=0.5),
+    "routelora (default: open world, no general data)": RouterConfig(),
+    "routelora, closed world": CLOSED,
+    "closed world, no base candidates": replace(CLOSED, base_candidates=False),
+    "closed world, text features only": replace(CLOSED, features="text"),
+    "closed world, nearest mean (text and image)": replace(CLOSED, rule="nearest_mean"),
+    "closed world, shrinkage 0.01": replace(CLOSED, shrinkage=0.01),
+    "closed world, shrinkage 0.5": replace(CLOSED, shrinkage=0.5),
+    "open world, quantile 1.0": RouterConfig(acceptance_quantile=1.0),
+    "open world, margin 1.25": RouterConfig(acceptance_margin=1.25),
     "text-prototypes (earlier default)": TEXT_PROTOTYPES,
     "per-layer sequence decisions": replace(TEXT_PROTOTYPES, decide_from="each_layer"),
     "per-layer, gates": replace(TEXT_PROTOTYPES, decide_from="each_layer", vectors="gates", base_candidates=False),
     "token-level prototypes": replace(TEXT_PROTOTYPES, granularity="token"),
     "paper (token gates, top-1)": PAPER_ROUTER,
+    "paper behind the regions (paper-open)": PAPER_OPEN,
     "paper, top-2": replace(PAPER_ROUTER, top_k=2),
     "paper, no normalisation": replace(PAPER_ROUTER, normalise=False),
     "paper, fallback 3": replace(PAPER_ROUTER, fallback_threshold=3.0),
@@ -65,8 +73,13 @@ def run_ablation(
     model, processor = load_vlm(base)
     experts, base_prototypes = ExpertLibrary(library).load(experts), load_base_prototypes(library)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
+    if not base_prototypes:  # the closed-world rows' base candidates: the retention benchmarks' own statistics
+        base_prototypes = general_prototypes(model, processor, tasks[len(SPECIALISED) :], progress=False)
     conditions = [base_condition(), *oracle_conditions([e for e in experts if e.name in SPECIALISED])]
-    conditions += [routed_condition(label, experts, config, base_prototypes) for label, config in routers.items()]
+    conditions += [
+        routed_condition(label, experts, config, None if config.open_world else base_prototypes)
+        for label, config in routers.items()
+    ]
     suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit, progress=_bar)
     scores = {
         label: {task: result.score for task, result in results.items()} for label, results in suite.results.items()
@@ -123,12 +136,12 @@ def compare_unrelated(
         config = load_task(world / f"{task}.yaml")
         expert, _ = train_expert(model, processor, config, EXPERT_RECIPE)
         lib.add(train_gates(model, processor, expert, config, GATE_RECIPE)[0], name=task)
-    experts, base_prototypes = lib.load(), load_base_prototypes(library)
+    experts = lib.load()
     others = [expert for expert in experts if expert.name != task]
     # One run of the suite, both routed conditions side by side: the base and the oracles are not needed here.
     conditions = [
-        routed_condition("without", others, RouterConfig(), base_prototypes),
-        routed_condition("with", experts, RouterConfig(), base_prototypes),
+        routed_condition("without", others, RouterConfig()),
+        routed_condition("with", experts, RouterConfig()),
     ]
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
     suite = score_conditions(model, processor, conditions, tasks, split=split, limit=limit, progress=_bar)

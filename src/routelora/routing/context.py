@@ -90,6 +90,8 @@ class RoutingContext:
     allowed: torch.Tensor | None = None
     """(batch, experts) bool: the experts whose region holds each sequence, decided at prefill and kept for the
     decoding steps; None for a closed-world router."""
+    region_ratios: torch.Tensor | None = None
+    """(batch, experts) each sequence's best-run distance to each expert over its threshold, with :attr:`allowed`."""
     accepted_counts: torch.Tensor | None = None
     """(experts + 2,) since recording started: sequences each expert's region held, those no region held, and
     every sequence tested."""
@@ -120,9 +122,10 @@ class RoutingContext:
             counts = torch.bincount(first.cpu(), minlength=self.num_experts + 1)
             self.sequence_counts = counts if self.sequence_counts is None else self.sequence_counts + counts
 
-    def restrict(self, allowed: torch.Tensor) -> None:
-        """Keep a prefill's open-world test, (batch, experts) bool, for every layer and the decoding steps."""
-        self.allowed = allowed
+    def restrict(self, allowed: torch.Tensor, ratios: torch.Tensor | None = None) -> None:
+        """Keep a prefill's open-world test, (batch, experts) bool (and the distance ratios it came from), for every
+        layer and the decoding steps."""
+        self.allowed, self.region_ratios = allowed, ratios
         if self.recording:
             tested = torch.tensor([allowed.shape[0]], device=allowed.device)
             held = torch.cat([allowed.sum(0), (~allowed.any(1)).sum()[None], tested]).cpu()  # (experts + 2,)
@@ -196,7 +199,7 @@ def install_context_hook(
             return
         context.prefilled = context.generating
         context.decisions.clear()
-        context.shared = context.allowed = context.segments = None
+        context.shared = context.allowed = context.segments = context.region_ratios = None
         if input_ids is None:
             embeddings = kwargs.get("inputs_embeds")
             real = attention_mask.bool() if attention_mask is not None else None
@@ -226,9 +229,10 @@ def install_context_hook(
 def install_feature_hook(language_model: nn.Module, context: RoutingContext, decide) -> object:
     """Decide every sequence's experts at each prefill from the language model's input embeddings (see
     :mod:`routelora.gates.features`); ``decide(embeddings, text_mask, image_mask, segments)`` returns the (weights,
-    choices) that every routed layer then applies (None where the layers decide themselves) and the (batch,
-    experts) experts allowed to each sequence (None for a closed world). Needs the top-level hook of
-    :func:`install_context_hook` to have set the token masks of this forward first. Returns the hook handle."""
+    choices) that every routed layer then applies (None where the layers decide themselves) and the experts'
+    :class:`~routelora.routing.regions.RegionVerdict` on each sequence (None for a closed world). Needs the
+    top-level hook of :func:`install_context_hook` to have set the token masks of this forward first. Returns the
+    hook handle."""
 
     def before_language_model(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if context.decoding:
@@ -244,11 +248,11 @@ def install_feature_hook(language_model: nn.Module, context: RoutingContext, dec
         segments = context.segments
         if segments is None or segments.shape != embeddings.shape[:2]:  # no token ids: the prompt is one sentence
             segments = torch.where(text_mask, 0, OUTSIDE).to(embeddings.device)
-        decision, allowed = decide(embeddings, text_mask, image_mask, segments.to(embeddings.device))
-        if allowed is not None:
-            context.restrict(allowed)
-        if decision is None and allowed is not None and context.shared is not None:
-            decision = restricted(context.shared, allowed)  # a decision made before (from text prototypes)
+        decision, verdict = decide(embeddings, text_mask, image_mask, segments.to(embeddings.device))
+        if verdict is not None:
+            context.restrict(verdict.inside, verdict.ratios)
+        if decision is None and verdict is not None and context.shared is not None:
+            decision = restricted(context.shared, verdict.inside)  # a decision made before (from text prototypes)
         if decision is not None:
             context.decide(decision)
 

@@ -21,7 +21,7 @@ from routelora.routing.context import RoutingContext, install_context_hook, inst
 from routelora.routing.decision import SequenceDecider
 from routelora.routing.discriminant import DiscriminantDecider
 from routelora.routing.layer import ExpertWeights, RoutedLinear
-from routelora.routing.regions import RegionTest
+from routelora.routing.regions import RegionTest, RegionVerdict
 
 
 @dataclass
@@ -277,11 +277,12 @@ def _feature_decider(
     def decide(embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None, segments):
         allowed = None
         if regions is not None:
-            allowed = regions(*run_features(embeddings, segments, image_mask, "text_image")) <= 1  # (batch, experts)
+            ratios = regions(*run_features(embeddings, segments, image_mask, "text_image"))  # (batch, experts)
+            allowed = RegionVerdict(ratios <= 1, ratios)
         if discriminant is None:
             return None, allowed
         features = sequence_features(embeddings, text_mask, image_mask, config.features)  # (batch, F)
-        return discriminant(features, allowed), allowed
+        return discriminant(features, None if allowed is None else allowed.inside), allowed
 
     return decide
 

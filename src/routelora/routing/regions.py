@@ -6,6 +6,8 @@ farther from the task than a margin times the chosen quantile of those distances
 among the experts whose region holds the sequence, and a sequence that none holds goes to the base model.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,6 +15,17 @@ from routelora.errors import RouteloraError
 from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE_KEY, best_run_distances, region
 from routelora.gates.features import MEAN_KEY
 from routelora.gates.runs import PromptLayout
+
+
+@dataclass
+class RegionVerdict:
+    """Which experts' regions hold each sequence of a batch, and by how much."""
+
+    inside: torch.Tensor
+    """(batch, experts) bool."""
+    ratios: torch.Tensor
+    """(batch, experts) each sequence's best-run distance over the expert's threshold (inside: at most 1)."""
+
 
 TOLERANCE = 1e-4
 """Relative slack of a threshold: distances are pooled in float32, in batches of any size."""

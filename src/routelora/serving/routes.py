@@ -42,7 +42,9 @@ def describe_routes(router: RoutedModel, inputs: dict[str, torch.Tensor]) -> lis
     """The router's decision for each prompt of a model batch, as ``routing`` objects of a response.
 
     Each holds ``decided_by`` ("router"), ``chosen`` (each chosen candidate's ``name``, ``kind`` "expert" or
-    "base", ``index`` and ``weight``) and ``scores`` (every candidate's weight in the decision). Decided as a
+    "base", ``index`` and ``weight``) and ``scores`` (every candidate's weight in the decision); for an open-world
+    router also ``regions`` (per expert: the prompt's distance over its region's threshold, whether it is inside,
+    the threshold) and ``outside_every_region`` (True: no expert accepted it, so the base model answers). Decided as a
     prefill decides, by :func:`~routelora.routing.grouping.decide_routes` (a forward that stops before the language
     model's first layer); the weights are read from ``router.context.shared`` as the decision left them.
     """
@@ -51,6 +53,7 @@ def describe_routes(router: RoutedModel, inputs: dict[str, torch.Tensor]) -> lis
 
     def keep(module, args, kwargs) -> None:  # runs after the router's own hook has decided, before decide_routes'
         captured["shared"] = router.context.shared
+        captured["ratios"] = router.context.region_ratios
 
     handle = language_model.register_forward_pre_hook(keep, with_kwargs=True)
     try:
@@ -58,16 +61,24 @@ def describe_routes(router: RoutedModel, inputs: dict[str, torch.Tensor]) -> lis
     finally:
         handle.remove()
     weights = captured["shared"][0].float().cpu()  # (batch, candidates)
+    ratios = captured["ratios"]  # (batch, experts) or None for a closed-world router
     names = candidate_names(router)
+    thresholds = router.thresholds()
     described = []
-    for row, picks in zip(weights.tolist(), chosen.tolist()):
-        described.append(
-            {
-                "decided_by": "router",
-                "chosen": [_candidate(router, index, row[index] if index >= 0 else 0.0) for index in picks],
-                "scores": dict(zip(names, row)),
+    for number, (row, picks) in enumerate(zip(weights.tolist(), chosen.tolist())):
+        routing = {
+            "decided_by": "router",
+            "chosen": [_candidate(router, index, row[index] if index >= 0 else 0.0) for index in picks],
+            "scores": dict(zip(names, row)),
+        }
+        if ratios is not None:  # each expert's region: the prompt's distance over its threshold, inside at <= 1
+            found = ratios[number].tolist()
+            routing["regions"] = {
+                name: {"distance_over_threshold": ratio, "inside": ratio <= 1, "threshold": thresholds[name]}
+                for name, ratio in zip(router.expert_names, found)
             }
-        )
+            routing["outside_every_region"] = all(ratio > 1 for ratio in found)
+        described.append(routing)
     return described
 
 
