@@ -58,11 +58,7 @@ def bench_routing(config: RoutingBenchConfig, markdown: bool = False, json_path:
     if config.threads is not None:
         environment["threads"] = config.threads
     summary = target_summary(rows)
-    if json_path is not None:
-        report = {"config": asdict(config), "environment": environment, "rows": rows, "targets": summary}
-        from routelora import io
-
-        io.write_json(json_path, report, indent=1)
+    _save_report(json_path, config, environment, rows, summary)
     header = (
         f"float32, CPU, torch {environment['torch']}, peft {environment['peft']}, {environment['threads']} threads; "
         f"{config.tokens} tokens, rank {config.rank}; median of {config.repeats} after {config.warmup} warm-up; "
@@ -163,10 +159,7 @@ def bench_generate(config: GenerateBenchConfig, json_path: Path | None = None) -
         )
         rows.append(row)
     environment = {**_environment(), "load_average_1min_before": load_before}
-    if json_path is not None:
-        from routelora import io
-
-        io.write_json(json_path, {"config": asdict(config), "environment": environment, "rows": rows}, indent=1)
+    _save_report(json_path, config, environment, rows)
     head = (
         f"float32, CPU, torch {environment['torch']}, peft {environment['peft']}, {environment['threads']} threads; "
         f"greedy, batch {config.batch}, exactly {config.new_tokens} new tokens; median of {config.repeats} after "
@@ -197,11 +190,7 @@ def bench_serve(config: ServeBenchConfig, json_path: Path | None = None) -> str:
     rows = run_serve_bench(config, cached_world(progress=False), lambda step: print(step, file=sys.stderr, flush=True))
     environment = {**_environment(), "load_average_1min_before": load_before}
     targets = target_lines(rows, config.concurrency)
-    if json_path is not None:
-        from routelora import io
-
-        report = {"config": asdict(config), "environment": environment, "rows": rows, "targets": targets}
-        io.write_json(json_path, report, indent=1)
+    _save_report(json_path, config, environment, rows, targets)
     head = (
         f"routelora serve on loopback, tiny base (random weights), float32, CPU, torch {environment['torch']}; "
         f"{config.requests} requests per round (caption and mcq taking turns, one image each), exactly "
@@ -270,3 +259,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     add_config_arguments(serve, ServeBenchConfig)
     serve.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     serve.set_defaults(run=_run_serve)
+
+
+def _save_report(json_path: Path | None, config, environment: dict, rows: list, targets=None) -> None:
+    """A bench's JSON report: its settings, the machine, every row and (where it has them) its targets."""
+    if json_path is None:
+        return
+    from routelora import io
+
+    report = {"config": asdict(config), "environment": environment, "rows": rows}
+    io.write_json(json_path, report if targets is None else {**report, "targets": targets}, indent=1)

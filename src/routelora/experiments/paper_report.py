@@ -113,6 +113,9 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
 
 def _table3(report: Report, suite: SuiteResult, tasks: list[str]) -> None:
     scores = suite.by_condition()
+    # the stream's tasks first, then whatever else Table 3 scored (the general benchmarks no statistic came from)
+    tasks = [*tasks, *(t for row in scores.values() for t in row if t not in tasks)]
+    tasks = list(dict.fromkeys(tasks))
     rows = [[label, *(_f(row.get(t)) for t in tasks)] for label, row in scores.items()]
     report.add(
         Heading("Table 3: routing against each specialist on every task"),
