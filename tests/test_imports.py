@@ -86,7 +86,7 @@ def test_no_folder_circles_and_the_core_stays_below_the_kit_and_the_cli():
 
 
 def test_core_folders_import_only_earlier_floors():
-    """The order of the README's layout: each core folder imports only the ground floor and folders before it."""
+    """The order of docs/layout.md: each core folder imports only the ground floor and folders before it."""
     ground = {"errors", "io", "nn", "_version", "_lazy", "environment"}
     floors = ["metrics", "data", "models", "training", "experts", "gates", "routing", "evaluation", "methods"]
     floors += ["stream", "reports"]

@@ -287,3 +287,38 @@ def test_front_end_routes_here_and_forwards_to_an_engine_in_plain_mode(served_li
     assert lines[-1] == "data: [DONE]" and all(c["routing"] == want[0]["routing"] for c in chunks)
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == want[0]["choices"][0]["message"]["content"]
+
+
+def test_a_batch_decided_ahead_is_not_decided_again_and_generates_the_same(served_library, monkeypatch):
+    """The server decides a batch's routes once (``describe_routes``); the generation that follows applies them
+    without testing the regions again, and gives the tokens of a generation that decides for itself."""
+    import torch
+
+    from routelora.data.collate import VLMCollator
+    from routelora.data.samples import Sample
+    from routelora.experts import ExpertLibrary
+    from routelora.models import load_vlm
+    from routelora.routing.model import attach_router
+    from routelora.routing.regions import RegionTest
+    from routelora.serving.routes import applied, describe_routes, route_of
+
+    model, processor = load_vlm(served_library["base"])
+    collator = VLMCollator(processor)
+    cases = [(COLOUR, "colour0"), (SHAPE, "shape0"), ("What is this?", "general0"), (COLOUR, "colour1")]
+    samples = [Sample(f"s{i}", p, "", [], _image(served_library, im), "test") for i, (p, im) in enumerate(cases)]
+    batch = collator(samples, with_answers=False)
+    tests = []
+    original = RegionTest.forward
+    monkeypatch.setattr(RegionTest, "forward", lambda self, *args: tests.append(1) or original(self, *args))
+    options = {"max_new_tokens": 5, "do_sample": False, "pad_token_id": collator.pad_id}
+    with attach_router(model, ExpertLibrary(served_library["library"])) as router:
+        routes = [route_of(routing) for routing in describe_routes(router, batch)]
+        assert len({route.chosen for route in routes}) >= 2, f"the batch must mix routes: {routes}"
+        tests.clear()
+        with applied(router, routes), torch.no_grad():
+            ahead = model.generate(**batch, **options)
+        assert tests == [], "the regions were tested again inside applied()"
+        with torch.no_grad():
+            decided = model.generate(**batch, **options)
+        assert tests, "a plain generation decides for itself"
+    assert torch.equal(ahead, decided)

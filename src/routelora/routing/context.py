@@ -95,6 +95,10 @@ class RoutingContext:
     accepted_counts: torch.Tensor | None = None
     """(experts + 2,) since recording started: sequences each expert's region held, those no region held, and
     every sequence tested."""
+    ahead: tuple[torch.Tensor, torch.Tensor] | None = None
+    """A shared decision made before the forward (a served request's route, decided once for its batch or forced
+    by its ``model``): every prefill applies it and decides nothing, so the regions and the discriminant are not
+    computed twice."""
 
     @property
     def plan(self) -> SequencePlan | None:
@@ -205,7 +209,9 @@ def install_context_hook(
             real = attention_mask.bool() if attention_mask is not None else None
             context.pool_mask, context.token_kinds = real, None
             context.seen = embeddings.shape[1] if embeddings is not None else 0
-            if decider is not None and embeddings is not None:
+            if context.ahead is not None:
+                context.decide(context.ahead)
+            elif decider is not None and embeddings is not None:
                 real = real if real is not None else torch.ones(embeddings.shape[:2], dtype=torch.bool)
                 context.decide(decider(embeddings, real))
             return
@@ -216,6 +222,9 @@ def install_context_hook(
         if attention_mask is not None:
             kinds[~attention_mask.bool()] = PAD
         context.token_kinds = kinds
+        if context.ahead is not None:  # decided before this forward: no sentences to mark, nothing to decide
+            context.decide(context.ahead)
+            return
         if layout is not None:
             context.segments = segment_ids(input_ids, context.pool_mask, layout)
         if decider is not None:
@@ -236,6 +245,8 @@ def install_feature_hook(language_model: nn.Module, context: RoutingContext, dec
 
     def before_language_model(module: nn.Module, args: tuple, kwargs: dict) -> None:
         if context.decoding:
+            return
+        if context.ahead is not None:  # applied by the top-level hook
             return
         embeddings = language_model_inputs(module, args, kwargs)
         if embeddings is None:

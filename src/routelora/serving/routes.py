@@ -106,8 +106,9 @@ def _base() -> dict:
 
 @contextmanager
 def applied(router: RoutedModel, routes: list[Route]) -> Iterator[None]:
-    """Inside the block, every prefill of ``len(routes)`` sequences gives row i ``routes[i]`` instead of deciding:
-    the decision already made (or forced by the request's ``model``) is the one the layers apply."""
+    """Inside the block, every prefill of ``len(routes)`` sequences gives row i ``routes[i]`` and decides nothing
+    (:attr:`~routelora.routing.context.RoutingContext.ahead`): the decision already made, or forced by the
+    request's ``model``, is the one the layers apply."""
     context = router.context
     candidates = len(router.experts) + len(router.base_skills)
     k = max(len(route.chosen) for route in routes)
@@ -118,15 +119,9 @@ def applied(router: RoutedModel, routes: list[Route]) -> Iterator[None]:
         for index, weight in zip(route.chosen, route.weights):
             if index >= 0:
                 weights[row, index] = weight
-    language_model = router.model.get_submodule(get_layout(router.model).language_model)
-
-    def force(module, args, kwargs) -> None:  # registered after the router's hook, so it overrides its decision
-        if not context.decoding:
-            device = next(module.parameters()).device
-            context.shared = (weights.to(device), chosen.to(device))
-
-    handle = language_model.register_forward_pre_hook(force, with_kwargs=True)
+    device = next(router.model.parameters()).device
+    context.ahead = (weights.to(device), chosen.to(device))
     try:
         yield
     finally:
-        handle.remove()
+        context.ahead = None
