@@ -74,6 +74,11 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
             ["method", *SUMMARY_METRICS, "retention (mean)"],
             [[n, *(_f(s[m], 1) for m in SUMMARY_METRICS), _f(s["retention (mean)"], 1)] for n, s in summaries.items()],
         ),
+        Paragraph(
+            "Forward transfer (Lopez-Paz & Ranzato 2017): mean over tasks 2..T of a task's score by the model trained "
+            "up to the task before it, minus the zero-shot base's; 0 wherever an unseen task scores what the base "
+            "does (routing sends unseen tasks to the base; see docs/continual.md)."
+        ),
     )
     columns = [*tasks, *retention]
     matrices = {name: stream.matrix(name, columns=columns) for name in stream.methods}
