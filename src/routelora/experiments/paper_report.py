@@ -23,7 +23,7 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
     claims = check_claims(stream, experiments)
     config = stream.config
     report = Report("routelora: the paper in miniature")
-    seconds = results["seconds"]
+    seconds, machine = results["seconds"], results["environment"]
     report.add(
         Paragraph(
             f"Stream {' -> '.join(stream.tasks)}; retention benchmarks {', '.join(stream.retention)}; split "
@@ -33,6 +33,12 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
             f"on the same base, tasks, budgets and seeds. Ran in {seconds['total']:.0f} s (stream "
             f'{seconds["stream"]:.0f} s). Scores are each task\'s own metric; "normalised" puts bounded metrics as '
             "percentages and CIDEr as a percentage of the task's specialist."
+        ),
+        Paragraph(
+            f"Machine: {machine['cpu_model']} ({machine['cpus']} CPUs, torch kernels "
+            f"{machine['torch_cpu_capability']}, {machine['torch_threads']} threads), torch {machine['torch']}. "
+            "Floating-point results differ between CPUs, so these figures are this machine's; results.json lists "
+            "its vector extensions."
         ),
         Heading("The paper's claims"),
         Table(
