@@ -106,8 +106,9 @@ def normalise(scores: Mapping[str, float], references: Mapping[str, float]) -> d
     """Scores as percentages of each task's reference: ``100 * score / reference``.
 
     The rule: a bounded metric (accuracy, ANLS...) takes its maximum, 1, as the reference, so it becomes a plain
-    percentage; CIDEr, which has no natural maximum, takes the task's single-task specialist's score, so 100 means
-    "as good as its own expert". Raises for a task with no reference or a reference that is not positive.
+    percentage; CIDEr, which has no natural maximum, takes a reference that no method under test moves: in a
+    stream, the best score any method reached on the task in the run (``StreamResult.references``), so 100 means
+    "as good as the best this run saw". Raises for a task with no reference or a reference that is not positive.
     """
     out = {}
     for task, score in scores.items():
