@@ -135,6 +135,44 @@ def test_package_versions_are_the_installed_ones():
     assert versions["torch"] == torch.__version__ and versions["transformers"] == transformers.__version__
 
 
+def test_a_runs_environment_names_the_cpu_its_vector_extensions_and_threads(tmp_path, monkeypatch):
+    import platform
+
+    import torch
+
+    from routelora import environment
+
+    x86 = tmp_path / "x86"
+    x86.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\nflags\t\t: fpu sse4_2 avx avx2 avx512f "
+        "avx512_bf16 amx_bf16 amx_tile ht\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480C\n"
+    )
+    described = environment.cpu_description(x86)
+    assert described["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480C"
+    assert described["cpu_vector_extensions"] == [
+        "amx_bf16",
+        "amx_tile",
+        "avx",
+        "avx2",
+        "avx512_bf16",
+        "avx512f",
+        "sse4_2",
+    ]
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm sve bf16 i8mm cpuid\n")
+    monkeypatch.setattr(platform, "processor", lambda: "aarch64")
+    assert environment.cpu_description(arm) == {
+        "cpu_model": "aarch64",
+        "cpu_vector_extensions": ["asimd", "bf16", "i8mm", "sve"],
+    }
+    assert environment.cpu_description(tmp_path / "missing") == {"cpu_model": "aarch64", "cpu_vector_extensions": []}
+
+    monkeypatch.setattr(environment, "CPUINFO", x86)
+    recorded = environment.run_environment()
+    assert recorded["cpu_model"] == described["cpu_model"] and recorded["torch_threads"] == torch.get_num_threads()
+    assert recorded["torch"] == torch.__version__ and recorded["cpus"] >= 1
+
+
 def test_training_flags_are_the_config_fields():
     """Every field of the training settings has its flag, and a flag given lands in its field."""
     from dataclasses import fields

@@ -62,3 +62,26 @@ def test_normalising_by_the_rule_and_retention_change():
     assert retention_change({"mcq": 1.0, "chart": 0.87}, {"mcq": 0.9, "chart": 0.87}) == pytest.approx(
         {"mcq": -0.1, "chart": 0.0}
     )
+
+
+def test_forward_transfer_is_zero_where_an_unseen_task_scores_what_the_base_scores():
+    # The demo's world in miniature: the base scores 0 on tasks whose answer format only their own training
+    # teaches and chance (50) on a yes/no task (column 2); rows: zero-shot, after tasks 0, 1, 2, 3.
+    base = [0.0, 0.0, 50.0, 0.0]
+    routed = [base, [90.0, 0.0, 50.0, 0.0], [90.0, 70.0, 49.0, 0.0], [90.0, 70.0, 86.0, 0.0], [90.0, 70.0, 86.0, 66.0]]
+    overwritten = [base, [90.0, 0.0, 0.0, 0.0], [0.0, 70.0, 0.0, 0.0], [0.0, 0.0, 100.0, 0.0], [0.0, 0.0, 0.0, 77.0]]
+    taught = [base, [90.0, 30.0, 60.0, 0.0], [90.0, 70.0, 80.0, 20.0], [90.0, 70.0, 86.0, 40.0], [90.0] * 4]
+    assert forward_transfer(routed) == pytest.approx((0 + (49 - 50) + 0) / 3)
+    assert forward_transfer(overwritten) == pytest.approx((0 + (0 - 50) + 0) / 3)  # lost the base's chance score
+    assert forward_transfer(taught) == pytest.approx((30 + (80 - 50) + 40) / 3)  # earlier tasks helped later ones
+    assert math.isnan(forward_transfer([[0.0], [100.0]]))
+
+
+def test_a_streams_forward_transfer_reads_the_row_before_each_task_is_learned():
+    from routelora.stream.result import MethodResult, StreamResult
+
+    rows = [{"a": 0.0, "b": 0.2}, {"a": 0.9, "b": 0.5}, {"a": 0.8, "b": 0.95}]  # zero-shot, after a, after b
+    stream = StreamResult(
+        {}, ["a", "b"], [], {"a": "accuracy", "b": "accuracy"}, rows[0], {}, {"m": MethodResult("m", rows)}
+    )
+    assert stream.summary("m")["forward transfer"] == pytest.approx(100 * (0.5 - 0.2))

@@ -159,10 +159,13 @@ def test_cli_expert_and_gate_train(setup, tmp_path, capsys):
                 "2",
                 "--rank",
                 "2",
+                "--holdout",
+                "2",
             ]
         )
         == 0
     )
+    assert "validation (2 held-out samples): accuracy " in capsys.readouterr().out
     assert (
         main(
             [

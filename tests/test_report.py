@@ -79,3 +79,24 @@ def test_the_html_report_renders_in_a_headless_browser(report, tmp_path):
         assert image.size == (1000, 2400)
         colours = image.convert("RGB").resize((200, 480)).getcolors(maxcolors=100000)
     assert len(colours) > 200, "the screenshot shows the figures (a blank or text-only page has few colours)"
+
+
+def test_the_confusion_matrix_columns_follow_its_rows_with_base_last(tmp_path, monkeypatch):
+    from routelora.evaluation.routing_report import RoutingReport
+    from routelora.reports import plots
+    from routelora.reports.tables import confusion_markdown
+
+    rows = [("meme", "meme"), ("caption", "caption"), ("genre", "genre"), ("vqa", None)]
+    reports = [RoutingReport(task, own, sequence_shares={own or "base": 0.9, "unused": 0.1}) for task, own in rows]
+    library_order = ["base", "caption", "genre", "unused", "meme"]  # as a library lists them: not the rows' order
+    table = confusion_markdown(reports, library_order).splitlines()
+    assert [c.strip() for c in table[0].split("|")[2:-1]] == ["meme", "caption", "genre", "unused", "base"]
+    diagonal = [line.split("|")[2 + i].strip() for i, line in enumerate(table[2:5])]
+    assert diagonal == ["0.90"] * 3 and table[5].split("|")[-2].strip() == "0.90"  # the base row: last column
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save_png", lambda figure, out: drawn.setdefault("axes", figure.axes[0]) and out)
+    plots.confusion_heatmap(reports, library_order, "t", tmp_path / "c.png")
+    labels = [label.get_text() for label in drawn["axes"].get_xticklabels()]
+    assert labels == ["meme", "caption", "genre", "unused", "base"]
+    plots.plt.close("all")

@@ -67,6 +67,10 @@ def test_every_method_gives_a_matrix_metrics_and_costs(world, uninterrupted):
     assert costs["sequential-full"]["stored_bytes"] >= 4 * lm_params, "float32 weights"
     written = json.loads((out / "stream.json").read_text())
     assert set(written["methods"]) == set(DEFAULT_METHODS) and written["environment"]["torch"]
+    machine = written["environment"]
+    assert (
+        machine["cpu_model"] and isinstance(machine["cpu_vector_extensions"], list) and machine["torch_threads"] >= 1
+    )
 
 
 def test_a_stream_stopped_part_way_resumes_to_the_same_matrices(world, uninterrupted, tmp_path, monkeypatch):

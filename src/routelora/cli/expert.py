@@ -51,6 +51,13 @@ def expert_train(base: str, task: Path, out: Path, config: ExpertTrainConfig, ch
         f"expert {task_config.name}: {result.config['steps']} steps in {result.seconds:.0f} s, "
         f"final loss {result.losses[-1]:.3f}; wrote {path}"
     )
+    check = expert.metadata["training"]["validation_check"]
+    if "score" in check:
+        verdict = "above" if check["above_baseline"] else "NOT ABOVE"
+        print(
+            f"validation ({check['samples']} held-out samples): {check['metric']} {check['score']:.3f}, {verdict} "
+            f"the trivial baseline {check['baseline']:.3f} (always {check['baseline_answer']!r})"
+        )
     return path
 
 

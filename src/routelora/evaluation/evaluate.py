@@ -15,6 +15,7 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.metrics import compute_metric
+from routelora.models.generation import greedy_answers
 from routelora.routing.grouping import decide_routes, route_batches, routed_model
 from routelora.training.distributed import process_state
 
@@ -77,18 +78,9 @@ def generate_answers(
     description = progress if isinstance(progress, str) else "generating"
     with tqdm(total=count, desc=description, disable=not progress, dynamic_ncols=True) as bar:
         for indices in batches:
-            batch = model_batch([samples[i] for i in indices])
-            output = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=collator.end_of_turn_id,
-                pad_token_id=collator.pad_id,
-            )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
-            texts = collator.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = greedy_answers(model, collator, [samples[i] for i in indices], max_new_tokens)
             for index, text in zip(indices, texts):
-                answers[index] = text.strip()
+                answers[index] = text
             bar.update(len(indices))
     return answers
 

@@ -18,7 +18,7 @@ from routelora import io
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
-from routelora.environment import package_versions
+from routelora.environment import run_environment
 from routelora.evaluation.suite import base_condition, oracle_conditions, routed_condition, score_conditions
 from routelora.experiments.routing_comparison import EXPERT_RECIPE, GATE_RECIPE
 from routelora.experts import ExpertLibrary
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     world, base = cached_world(), cached_base()
     model, processor = load_vlm(base)
     tasks = [load_task(world / f"{name}.yaml") for name in SPECIALISED + RETENTION]
-    results = {"recipes": {k: asdict(v) for k, v in RECIPES.items()}, "environment": package_versions()}
+    results = {"recipes": {k: asdict(v) for k, v in RECIPES.items()}, "environment": run_environment()}
     conditions, costs = [base_condition()], {}
     for kind in RECIPES:
         library, costs[kind] = build(model, processor, world, args.out / kind, kind)

@@ -17,7 +17,7 @@ from routelora import io
 from routelora.data.task import TaskConfig, load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
-from routelora.environment import package_versions
+from routelora.environment import run_environment
 from routelora.evaluation.suite import (
     SuiteResult,
     base_condition,
@@ -108,7 +108,7 @@ def run_paper(config: PaperConfig, out: str | Path, progress: bool = True) -> di
         "experiments": {name: suite.by_condition() for name, suite in experiments.items()},
         "routing": {name: _routing(suite) for name, suite in experiments.items()},
         "seconds": timings,
-        "environment": package_versions(),
+        "environment": run_environment(),
     }
     report, claims = build_report(stream, experiments, results, out)
     results["claims"] = claims

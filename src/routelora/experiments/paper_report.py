@@ -9,6 +9,7 @@ from routelora.experiments.paper_claims import check_claims, normalised, retenti
 from routelora.reports.document import Figure, Heading, Paragraph, Report, Table
 from routelora.reports.plots import accuracy_matrices, confusion_heatmap, drop_bars, routing_heatmap
 from routelora.stream import StreamResult
+from routelora.stream.result import UNBOUNDED
 
 SUMMARY_METRICS = ("MFT", "MFN", "MAA", "BWT", "forgetting (max)", "forgetting (last - diagonal)", "forward transfer")
 
@@ -23,7 +24,9 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
     claims = check_claims(stream, experiments)
     config = stream.config
     report = Report("routelora: the paper in miniature")
-    seconds = results["seconds"]
+    seconds, machine = results["seconds"], results["environment"]
+    cider = [t for t in stream.tasks if stream.metrics.get(t) in UNBOUNDED]
+    references = ", ".join(f"{t} {stream.references()[t]:.3f}" for t in cider) or "no CIDEr task"
     report.add(
         Paragraph(
             f"Stream {' -> '.join(stream.tasks)}; retention benchmarks {', '.join(stream.retention)}; split "
@@ -32,7 +35,14 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
             f"full fine-tuning: {config['full']['steps']} steps per task at lr {config['full']['lr']}. Every method "
             f"on the same base, tasks, budgets and seeds. Ran in {seconds['total']:.0f} s (stream "
             f'{seconds["stream"]:.0f} s). Scores are each task\'s own metric; "normalised" puts bounded metrics as '
-            "percentages and CIDEr as a percentage of the task's specialist."
+            "percentages and CIDEr as a percentage of the best CIDEr any method reached on the task in this run "
+            f"({references}), a reference that no method under test moves. Claim 1 compares raw scores task by task."
+        ),
+        Paragraph(
+            f"Machine: {machine['cpu_model']} ({machine['cpus']} CPUs, torch kernels "
+            f"{machine['torch_cpu_capability']}, {machine['torch_threads']} threads), torch {machine['torch']}. "
+            "Floating-point results differ between CPUs, so these figures are this machine's; results.json lists "
+            "its vector extensions."
         ),
         Heading("The paper's claims"),
         Table(
@@ -73,6 +83,11 @@ def build_report(stream: StreamResult, experiments: dict[str, SuiteResult], resu
         Table(
             ["method", *SUMMARY_METRICS, "retention (mean)"],
             [[n, *(_f(s[m], 1) for m in SUMMARY_METRICS), _f(s["retention (mean)"], 1)] for n, s in summaries.items()],
+        ),
+        Paragraph(
+            "Forward transfer (Lopez-Paz & Ranzato 2017): mean over tasks 2..T of a task's score by the model trained "
+            "up to the task before it, minus the zero-shot base's; 0 wherever an unseen task scores what the base "
+            "does (routing sends unseen tasks to the base; see docs/continual.md)."
         ),
     )
     columns = [*tasks, *retention]

@@ -27,7 +27,7 @@ from routelora import io
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
-from routelora.environment import package_versions
+from routelora.environment import run_environment
 from routelora.evaluation.suite import SuiteResult, base_condition, oracle_conditions, routed_condition
 from routelora.evaluation.suite import score_conditions as score
 from routelora.experiments.outside import general_questions, wrapped_in_outside_words
@@ -107,7 +107,7 @@ def run(out: Path, limit: int, expert_steps: int | None = None) -> dict:
     general = general_prototypes(model, processor, [tasks[name] for name in RETENTION], progress=False)
     bar = lambda condition, task: f"{condition.label}: {task.name}"  # noqa: E731
     fixed = [base_condition(), *oracle_conditions(experts)]
-    results, sections = {"environment": package_versions(), "limit": limit, "splits": {}}, []
+    results, sections = {"environment": run_environment(), "limit": limit, "splits": {}}, []
     for split in SPLITS:
         evaluated = [t for t in tasks.values() if getattr(t.data, split) is not None]
         suite = score(

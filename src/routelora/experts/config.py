@@ -42,6 +42,10 @@ class ExpertTrainConfig:
     holdout: int = 0
     """The last N samples of the task's training split are kept out of training: a validation split for methods
     that choose a setting on it (task arithmetic's scale)."""
+    check_samples: int = 16
+    """After training, the expert is scored on the first N of the ``holdout`` samples against its task's trivial
+    baseline (one constant answer) and flagged where it is not above it (``routelora.experts.validation``); 0, or
+    no holdout, skips the check."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -56,8 +60,8 @@ class ExpertTrainConfig:
             raise ValueError("batch_size, grad_accumulation and max_length must be positive, weight_decay >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.holdout < 0:
-            raise ValueError(f"holdout must be at least 0, got {self.holdout}")
+        if self.holdout < 0 or self.check_samples < 0:
+            raise ValueError(f"holdout and check_samples must be at least 0, got {self.holdout}, {self.check_samples}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
 

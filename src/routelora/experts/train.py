@@ -19,6 +19,7 @@ from routelora.experts.expert import Expert, expert_metadata
 from routelora.experts.fingerprint import base_fingerprint
 from routelora.experts.ia3 import ia3_targets, split_ia3_tensors
 from routelora.experts.peft_adapter import lora_scalings, natural_key, split_lora_tensors
+from routelora.experts.validation import check_against_baseline
 from routelora.models.layout import get_layout
 from routelora.training import TrainConfig, TrainResult, mixed_batches, train
 from routelora.training.checkpoint import Checkpointing
@@ -47,7 +48,7 @@ def train_expert(
     config = config or ExpertTrainConfig()
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
-    samples = training_samples(task, config)
+    samples, held = _split_holdout(task, config)
     targets, feedforward = ia3_targets(layout.targets) if config.kind == "ia3" else (layout.targets, [])
     if config.kind == "ia3":
         adapter = IA3Config(target_modules=targets, feedforward_modules=feedforward, init_ia3_weights=True)
@@ -77,12 +78,14 @@ def train_expert(
             checkpoint = dataclasses.replace(checkpoint, identity=identity)
         shown = f"expert {task.name}" if progress else False
         result = train(peft_model, trainable, batches, schedule, progress=shown, checkpoint=checkpoint)
+        check = _check(peft_model, processor, task, samples, held[: config.check_samples], extra_samples)
         # the adapter's tensors under the keys PEFT's save_pretrained would write, copied before unloading
         tensors = {key: value.detach().cpu().clone() for key, value in get_peft_model_state_dict(peft_model).items()}
         adapter_config = _adapter_config(peft_model)
     finally:
         peft_model.unload()  # take the adapter layers out again; the base weights were never changed
     training = {**asdict(config), "steps_run": schedule.steps, "truncated": collator.stats.truncated}
+    training["validation_check"] = check
     metadata = expert_metadata(task.name, task.name, fingerprint, targets, config.rank, config.alpha, training)
     if config.kind == "ia3":
         vectors, inputs = split_ia3_tensors(tensors, Path(f"<expert {task.name}>"))
@@ -112,10 +115,27 @@ def train_expert(
 
 def training_samples(task: TaskConfig, config: ExpertTrainConfig) -> list:
     """``task``'s training samples less the last ``config.holdout`` (kept out as a validation split)."""
+    return _split_holdout(task, config)[0]
+
+
+def _split_holdout(task: TaskConfig, config: ExpertTrainConfig) -> tuple[list, list]:
+    """``task``'s training split as (training samples, the last ``config.holdout`` held out)."""
     samples = load_split(task, "train").samples
     if config.holdout >= len(samples):
         raise ValueError(f"task {task.name}: holdout {config.holdout} leaves no training sample of its {len(samples)}")
-    return samples[: len(samples) - config.holdout]
+    cut = len(samples) - config.holdout
+    return samples[:cut], samples[cut:]
+
+
+def _check(model, processor, task: TaskConfig, samples: list, validation: list, extra) -> dict:
+    """The expert against its task's trivial baseline (:func:`check_against_baseline`), or why it was not
+    checked: no validation samples, or an adapter of several tasks' data (a replay buffer, multi-task)."""
+    if extra:
+        return {"skipped": "trained on other tasks' samples too"}
+    if not validation:
+        return {"skipped": "no validation samples (holdout or check_samples is 0)"}
+    # a collator of its own, as evaluation's: the training one counts the training sequences it truncates
+    return check_against_baseline(model, VLMCollator(processor), task, samples, validation)
 
 
 def _start_from(peft_model, init: Expert) -> None:

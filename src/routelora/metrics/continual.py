@@ -13,8 +13,9 @@ accuracy can be averaged:
 * forgetting, Chaudhry et al. (2018): ``mean_{j < T-1} (max_{j+1 <= s < T} R[s][j] - R[T][j])``, the drop from
   the best a task ever scored before the last step;
 * forgetting, last minus diagonal: ``mean_{j < T-1} (R[j+1][j] - R[T][j])``, which is -BWT, named as such;
-* forward transfer: ``mean_{j >= 1} (R[j][j] - R[0][j])``, a task's score just before it is learned against the
-  zero-shot base's (what earlier tasks taught it).
+* forward transfer, Lopez-Paz & Ranzato (2017, GEM): ``mean_{j >= 1} (R[j][j] - R[0][j])``, a task's score by
+  the model trained up to the task before it, against the zero-shot base's (what earlier tasks taught it). GEM's
+  reference is a randomly initialised model; for a pretrained model the zero-shot base takes its place.
 
 Written by hand because neither transformers, peft nor the CL libraries' code computes them (CoIN and MCITlib
 report them from their own scripts).
@@ -74,7 +75,12 @@ def forgetting_last(matrix: Matrix) -> float:
 
 
 def forward_transfer(matrix: Matrix) -> float:
-    """The mean gain of each later task, just before it is learned, over the zero-shot base."""
+    """FWT (Lopez-Paz & Ranzato 2017): the mean gain of each later task, just before it is learned, over the
+    zero-shot base; NaN for one task.
+
+    It is 0 wherever a task not yet learned scores what the base scores: a method that leaves unseen inputs to the
+    base (routing) does so by construction, and so does every method on tasks whose answer format only their own
+    training teaches (the base and every model trained on other tasks score 0 on them)."""
     tasks = _check(matrix)
     return _mean([matrix[j][j] - matrix[0][j] for j in range(1, tasks)])
 
@@ -100,8 +106,9 @@ def normalise(scores: Mapping[str, float], references: Mapping[str, float]) -> d
     """Scores as percentages of each task's reference: ``100 * score / reference``.
 
     The rule: a bounded metric (accuracy, ANLS...) takes its maximum, 1, as the reference, so it becomes a plain
-    percentage; CIDEr, which has no natural maximum, takes the task's single-task specialist's score, so 100 means
-    "as good as its own expert". Raises for a task with no reference or a reference that is not positive.
+    percentage; CIDEr, which has no natural maximum, takes a reference that no method under test moves: in a
+    stream, the best score any method reached on the task in the run (``StreamResult.references``), so 100 means
+    "as good as the best this run saw". Raises for a task with no reference or a reference that is not positive.
     """
     out = {}
     for task, score in scores.items():

@@ -64,8 +64,12 @@ def _short(name: str) -> str:
 
 def confusion_heatmap(reports: list, columns: list[str], title: str, out: Path) -> Path:
     """The routing confusion matrix of :func:`routelora.reports.tables.confusion_markdown` as a PNG: one row per
-    task, one column per candidate, each cell the share of the task's sequences (or tokens) sent there, printed."""
+    task, one column per candidate (ordered as the rows' own candidates, ``base`` last, so the diagonal reads),
+    each cell the share of the task's sequences (or tokens) sent there, printed."""
+    from routelora.reports.tables import diagonal_columns  # tables imports the evaluation stack: only when drawn
+
     out = Path(out)
+    columns = diagonal_columns(reports, columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     shares = torch.tensor([[r.candidate_shares().get(c, 0.0) for c in columns] for r in reports])  # (tasks, cands)
     figure, axes = plt.subplots(figsize=(0.9 * len(columns) + 3.0, 0.45 * len(reports) + 1.8))

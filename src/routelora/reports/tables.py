@@ -85,10 +85,20 @@ def routing_rows(reports: Sequence[RoutingReport]) -> list[tuple[str, str]]:
     return rows
 
 
+def diagonal_columns(reports: Sequence[RoutingReport], columns: Sequence[str]) -> list[str]:
+    """``columns`` reordered so that the confusion matrix's diagonal is each row's own candidate: the rows' own
+    experts in the order of the rows, then any expert that no row owns (in its given order), ``base`` last."""
+    owned = [r.own_expert for r in reports if r.own_expert and r.own_expert in columns]
+    ordered = list(dict.fromkeys(owned))  # first occurrence wins: two rows of one expert share its column
+    ordered += [c for c in columns if c not in ordered and c != "base"]
+    return ordered + (["base"] if "base" in columns else [])
+
+
 def confusion_markdown(reports: Sequence[RoutingReport], columns: Sequence[str]) -> str:
     """The routing confusion matrix: one row per task (its own candidate in brackets), one column per candidate
-    (experts, then ``base``), each cell the share of the task's sequences sent there (of its tokens, for a router
-    without one decision per sequence)."""
+    in the order of the rows' own candidates (:func:`diagonal_columns`, ``base`` last), each cell the share of the
+    task's sequences sent there (of its tokens, for a router without one decision per sequence)."""
+    columns = diagonal_columns(reports, columns)
     unit = "sequences" if all(r.sequence_shares for r in reports) else "tokens"
     head = [f"task (own) / share of {unit} to", *columns]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]

@@ -8,7 +8,8 @@ from routelora.metrics.continual import normalise, retention_change, summarise
 
 BOUNDED_MAXIMUM = 1.0
 UNBOUNDED = ("cider",)
-"""Metrics without a natural maximum: normalised by the task's specialist (see ``metrics.continual.normalise``)."""
+"""Metrics without a natural maximum: normalised by the best score any method reached on the task in the run (see
+``metrics.continual.normalise``)."""
 
 
 @dataclass
@@ -49,14 +50,33 @@ class StreamResult:
     environment: dict = field(default_factory=dict)
 
     def references(self) -> dict[str, float]:
-        """Each task's normalisation reference: 1 for bounded metrics, the specialist's score for CIDEr."""
+        """Each task's normalisation reference: 1 for bounded metrics; for CIDEr, the best score any method (the
+        specialists and the zero-shot base included) reached on the task at any step of the run. Not the task's
+        own specialist: that moves with the experts routing is made of, so it would flatter routing and inflate
+        every method that beats a weak expert."""
         out = {}
         for task, metric in self.metrics.items():
             if metric in UNBOUNDED:
-                out[task] = self.specialists.get(task) or self.zero_shot.get(task) or math.nan
+                out[task] = max(self.reached(task), default=0.0) or math.nan
             else:
                 out[task] = BOUNDED_MAXIMUM
         return out
+
+    def reached(self, task: str) -> list[float]:
+        """Every score of ``task`` in the run: each method's evaluated rows, the specialist and the zero-shot base."""
+        scores = [row[task] for result in self.methods.values() for row in result.rows if row and task in row]
+        scores += [table[task] for table in (self.specialists, self.zero_shot) if task in table]
+        return [score for score in scores if not math.isnan(score)]
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StreamResult":
+        """A result back from its :meth:`to_json` (``stream.json``, or a demo ``results.json``'s ``stream``), so
+        that its metrics and claims can be recomputed from the stored scores."""
+        methods = {}
+        for name, stored in data["methods"].items():
+            methods[name] = MethodResult(name, [dict(row) if row else None for row in stored["rows"]], stored["steps"])
+        fields = ("config", "tasks", "retention", "metrics", "zero_shot", "specialists")
+        return cls(**{key: data[key] for key in fields}, methods=methods, environment=data.get("environment", {}))
 
     def matrix(self, method: str, normalised: bool = True, columns: list[str] | None = None) -> list[list[float]]:
         """``R[step][task]`` over the stream's tasks, or over ``columns`` (retention benchmarks too, say); NaN where

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from routelora import io
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
-from routelora.environment import package_versions
+from routelora.environment import run_environment
 from routelora.errors import RouteloraError
 from routelora.evaluation.suite import base_condition, oracle_conditions, score_conditions
 from routelora.experts.fingerprint import base_fingerprint
@@ -135,7 +135,7 @@ def run_stream(
         zero_shot=zero_shot["scores"],
         specialists=specialists["scores"],
         methods=results,
-        environment=package_versions(),
+        environment=run_environment(),
     )
     _main_writes(lambda: io.write_json(out / "stream.json", result.to_json(), indent=1))
     return result
