@@ -104,11 +104,14 @@ def test_a_prompt_is_cut_into_sentences_inside_the_chat_template():
     torch.testing.assert_close(features[0, alone], tokens[0, [1, 2, 5, 6, 7, 9, 10]].mean(0))
 
 
-def test_best_run_distances_are_the_smallest_over_the_runs_that_exist():
-    features, valid = torch.randn(3, 5, 4), torch.rand(3, 5) > 0.3
+@pytest.mark.parametrize("shared_tail", [0, 2])
+def test_best_run_distances_are_the_smallest_over_the_runs_that_exist(shared_tail):
+    features, valid = torch.randn(3, 5, 4, dtype=torch.float64), torch.rand(3, 5) > 0.3
     valid[:, 0] = True
-    means, roots = torch.randn(7, 4), torch.randn(7, 4, 4)
-    found = best_run_distances(features, valid, means, roots, chunk=3)
+    if shared_tail:  # the image part: the same in every run of an input
+        features[:, :, -shared_tail:] = torch.randn(3, 1, shared_tail, dtype=torch.float64)
+    means, roots = torch.randn(7, 4, dtype=torch.float64), torch.randn(7, 4, 4, dtype=torch.float64)
+    found = best_run_distances(features, valid, means, roots, chunk=3, shared_tail=shared_tail)
     for row in range(3):
         for region in range(7):
             each = [

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
 from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, language_model_inputs
-from routelora.gates.runs import PromptLayout, run_features, segment_ids
+from routelora.gates.runs import PromptLayout, image_width, run_features, segment_ids
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 
 SHRINKAGE = 0.6
@@ -48,21 +48,33 @@ def region(statistics: dict[str, torch.Tensor], shrinkage: float = SHRINKAGE) ->
 
 
 def best_run_distances(
-    features: torch.Tensor, valid: torch.Tensor, means: torch.Tensor, roots: torch.Tensor, chunk: int = 8
+    features: torch.Tensor,
+    valid: torch.Tensor,
+    means: torch.Tensor,
+    roots: torch.Tensor,
+    chunk: int = 8,
+    shared_tail: int = 0,
 ) -> torch.Tensor:
     """(batch, regions) each input's smallest squared distance to each region over its runs (inf: no run).
 
     features: (batch, runs, F); valid: (batch, runs) bool; means: (regions, F); roots: (regions, F, F). Only the
     runs that exist are scored, ``chunk`` regions at a time, so that a large library needs no
-    (batch, runs, regions, F) tensor.
+    (batch, runs, regions, F) tensor. The last ``shared_tail`` features are the same for every run of an input (the
+    image part): ``(x - m) R = x_head R_head + x_tail R_tail - m R`` projects them once per input, not once per run,
+    which halves the decision's largest product for text-and-image features.
     """
-    batch, runs, _ = features.shape
-    kept = features[valid]  # (kept runs, F)
+    batch, runs, width = features.shape
+    head = width - shared_tail
+    kept = features[valid][:, :head]  # (kept runs, head)
     owner = valid.nonzero()[:, 0]  # (kept runs,) the input each kept run belongs to
+    tail = features[:, 0, head:]  # (batch, shared_tail)
     best = features.new_full((batch, len(means)), torch.inf)
     for start in range(0, len(means), chunk):
-        centred = kept[:, None, :] - means[start : start + chunk].to(kept)  # (kept runs, c, F)
-        projected = torch.einsum("ncf,cfg->ncg", centred, roots[start : start + chunk].to(kept))
+        root = roots[start : start + chunk].to(kept)  # (c, F, F)
+        offset = torch.einsum("cf,cfg->cg", means[start : start + chunk].to(kept), root)  # (c, F)
+        projected = torch.einsum("nf,cfg->ncg", kept, root[:, :head]) - offset  # (kept runs, c, F)
+        if shared_tail:
+            projected = projected + torch.einsum("bf,cfg->bcg", tail, root[:, head:])[owner]
         distances = projected.square().sum(-1)  # (kept runs, c)
         index = owner[:, None].expand_as(distances)
         best[:, start : start + chunk] = best[:, start : start + chunk].scatter_reduce(
@@ -85,7 +97,7 @@ def calibrate(
     layout = PromptLayout.from_processor(processor)
     mean, root = region(statistics)
     distances = [
-        best_run_distances(*runs, mean[None], root[None])[:, 0]
+        best_run_distances(*runs, mean[None], root[None], shared_tail=image_width(runs[0]))[:, 0]
         for runs in prompt_runs(model, processor, samples, layout, batch_size, progress)
     ]
     return {

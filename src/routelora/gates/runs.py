@@ -113,6 +113,12 @@ def run_spans(segments: int = MAX_SEGMENTS) -> torch.Tensor:
     return torch.tensor(pairs, dtype=torch.long)
 
 
+def image_width(runs: torch.Tensor) -> int:
+    """Features at the end of every run of :func:`run_features` (``text_image``) that are the image part, the same
+    for every run of a prompt."""
+    return runs.shape[-1] // 2
+
+
 def run_features(
     embeddings: torch.Tensor, segments: torch.Tensor, image_mask: torch.Tensor | None, features: str
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from torch import nn
 from routelora.errors import RouteloraError
 from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE_KEY, best_run_distances, region
 from routelora.gates.features import MEAN_KEY
-from routelora.gates.runs import PromptLayout
+from routelora.gates.runs import PromptLayout, image_width
 
 
 @dataclass
@@ -79,5 +79,6 @@ class RegionTest(nn.Module):
     def forward(self, runs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(batch, experts) each sequence's best-run distance to each expert over that expert's threshold: at most
         1 inside the region. runs: (batch, runs, F); valid: (batch, runs) bool."""
-        distances = best_run_distances(runs.float(), valid, self.means, self.roots)  # (batch, experts)
+        tail = image_width(runs)  # the regions read text-and-image runs (gates.runs.run_features)
+        distances = best_run_distances(runs.float(), valid, self.means, self.roots, shared_tail=tail)
         return distances / self.thresholds.to(distances.device)
