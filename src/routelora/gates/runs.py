@@ -89,10 +89,8 @@ def segment_ids(input_ids: torch.Tensor, text_mask: torch.Tensor, layout: Prompt
     for row in range(input_ids.shape[0]):
         positions = text_mask[row].nonzero().flatten()  # (text,)
         ids = input_ids[row, positions]
-        head = len(prefix) if len(ids) >= len(prefix) and torch.equal(ids[: len(prefix)], prefix) else 0
-        tail = (
-            len(suffix) if len(ids) - head >= len(suffix) and torch.equal(ids[len(ids) - len(suffix) :], suffix) else 0
-        )
+        head = len(prefix) if _starts_with(ids, prefix) else 0
+        tail = len(suffix) if _ends_with(ids[head:], suffix) else 0
         message = ids[head : len(ids) - tail]
         stops = torch.isin(message, ends).long()  # (message,)
         sentence = (stops.cumsum(0) - stops).clamp(max=MAX_SEGMENTS - 1)  # a sentence ends with its stop token
@@ -104,6 +102,10 @@ def segment_ids(input_ids: torch.Tensor, text_mask: torch.Tensor, layout: Prompt
 
 def _starts_with(ids: torch.Tensor, start: torch.Tensor) -> bool:
     return len(ids) >= len(start) and torch.equal(ids[: len(start)], start)
+
+
+def _ends_with(ids: torch.Tensor, end: torch.Tensor) -> bool:
+    return len(ids) >= len(end) and torch.equal(ids[len(ids) - len(end) :], end)
 
 
 def run_spans(segments: int = MAX_SEGMENTS) -> torch.Tensor:
