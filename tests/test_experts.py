@@ -455,3 +455,24 @@ def _as_sets(config: dict) -> dict:
         key: set(value) if key.endswith("modules") and isinstance(value, list) else value
         for key, value in config.items()
     }
+
+
+def test_lora_plus_gives_lora_B_its_ratio_of_the_learning_rate(tmp_path):
+    """On the first step lora_B is zero, so lora_A gets no gradient and Adam moves lora_B by lr * g / (|g| + eps):
+    under LoRA+ exactly ``ratio`` times as far, from the same gradient."""
+    model, processor = build_tiny_vlm(TinyVLMRecipe(), CORPUS)
+    colour, _ = colour_and_shape(tmp_path)
+
+    def first_step(ratio: float):
+        config = ExpertTrainConfig(rank=4, steps=1, batch_size=4, lr=1e-3, warmup_ratio=0.0, lora_plus_ratio=ratio)
+        return train_expert(model, processor, colour, config, progress=False)[0]
+
+    plain, plus = first_step(1.0), first_step(16.0)
+    assert plain.targets == plus.targets
+    for name in plain.targets:
+        assert torch.equal(plain.lora_A[name], plus.lora_A[name])
+        assert plain.lora_B[name].abs().max() > 0
+        torch.testing.assert_close(plus.lora_B[name], 16 * plain.lora_B[name], rtol=1e-5, atol=1e-9)
+    assert plus.metadata["training"]["lora_plus_ratio"] == 16.0
+    with pytest.raises(ValueError, match="lora_plus_ratio"):
+        ExpertTrainConfig(lora_plus_ratio=0.0)

@@ -85,3 +85,22 @@ def test_pretrain_recipe_weights_must_match_tasks():
     for bad in ((1, 1), (1, 1, 1, 1, -1)):
         with pytest.raises(ValueError, match="weights"):
             PretrainRecipe(weights=bad)
+
+
+def test_the_cache_key_holds_the_code_and_the_package_versions(tmp_path, monkeypatch):
+    from routelora.embedded import cache
+
+    identity = cache.build_identity(cache.BASE_SOURCES, cache.BASE_PACKAGES)
+    assert len(identity["source"]) == 64 and identity["versions"]["torch"].startswith("2.")
+    world, source = cache.world_path(), cache.build_identity(cache.WORLD_SOURCES, ())["source"]
+    monkeypatch.setattr(cache, "version", lambda name: "0.0.0")  # another pillow and numpy
+    cache.build_identity.cache_clear()
+    try:
+        assert cache.world_path() != world and cache.world_path(1) != cache.world_path()
+        other = tmp_path / "package"
+        (other / "embedded" / "world").mkdir(parents=True)
+        (other / "embedded" / "world" / "tasks.py").write_text("# one line of other code\n")
+        monkeypatch.setattr(cache, "PACKAGE", other)
+        assert cache.build_identity(cache.WORLD_SOURCES, ())["source"] != source
+    finally:
+        cache.build_identity.cache_clear()

@@ -44,7 +44,13 @@ def stream(
     return out / "stream.json"
 
 
-def demo(quick: bool = False, out: Path | None = None, steps: int | None = None) -> Path:
+def demo(
+    quick: bool = False,
+    out: Path | None = None,
+    steps: int | None = None,
+    seeds: list[int] | None = None,
+    full_steps: int | None = None,
+) -> Path:
     """The main job: the paper in miniature on the embedded world, written as a report.
 
     Generates the world and builds the pretrained tiny base (both cached), runs the continual-learning stream over
@@ -56,8 +62,13 @@ def demo(quick: bool = False, out: Path | None = None, steps: int | None = None)
             pipeline, not a result.
         out: report folder (default ``runs/demo``, ``runs/demo-quick`` with ``quick``); a stream of the same
             settings there is resumed, one of other settings refused.
-        steps: training steps per task of every expert and fine-tuning (default 250: the budget that keeps the
-            demo within 15 minutes on 2 cores; the caption LoRA needs about 500); gates keep their 100 steps.
+        steps: training steps per task of every LoRA (the experts, the sequential and the multi-task LoRA;
+            default 500 of 8 samples); gates keep their 100 steps.
+        seeds: run everything once per seed, into ``out/seed-<n>``, and write ``seeds.json`` and ``seeds.html``
+            with each claim's figures at every seed (a claim holds only where it held at every seed); the world
+            and the pretrained base are shared (default ``runs/demo-seeds``).
+        full_steps: training steps per task of full fine-tuning (sequential, replay, multi-task; default 250 of
+            16 samples).
     """
     from dataclasses import replace
 
@@ -65,18 +76,37 @@ def demo(quick: bool = False, out: Path | None = None, steps: int | None = None)
     from routelora.experiments.paper import FULL, QUICK, run_paper
 
     start = time.perf_counter()
-    out = out or Path("runs/demo-quick" if quick else "runs/demo")
+    default = "runs/demo-quick" if quick else "runs/demo"
+    out = out or Path(f"{default}-seeds" if seeds else default)
     config = QUICK if quick else FULL
-    if steps is not None:
+    if steps is not None or full_steps is not None:
         stream = config.stream
-        recipes = {"expert": replace(stream.expert, steps=steps), "full": replace(stream.full, steps=steps)}
         try:
+            recipes = {
+                "expert": replace(stream.expert, steps=stream.expert.steps if steps is None else steps),
+                "full": replace(stream.full, steps=stream.full.steps if full_steps is None else full_steps),
+            }
             config = replace(config, stream=replace(stream, **recipes))
         except ValueError as error:
-            raise RouteloraError(f"--steps: {error}") from None
-    results = run_paper(config, out)
+            raise RouteloraError(f"--steps/--full-steps: {error}") from None
     from routelora.training.distributed import process_state
 
+    if seeds:
+        from routelora.experiments.paper_seeds import run_seeds
+
+        try:
+            summary = run_seeds(config, out, seeds)
+        except ValueError as error:
+            raise RouteloraError(f"--seeds: {error}") from None
+        if not process_state().is_main_process:
+            return out / "seeds.html"
+        for claim in summary["claims"]:
+            mark = "held" if claim["held_at_every_seed"] else "NOT held"
+            at = ", ".join(f"{seed}: {held}" for seed, held in zip(summary["seeds"], claim["held"]))
+            print(f"[{mark} at every seed] {claim['claim']} ({at})")
+        print(f"done in {time.perf_counter() - start:.0f} s; summary: {out / 'seeds.html'}")
+        return out / "seeds.html"
+    results = run_paper(config, out)
     if not process_state().is_main_process:
         return out / "report.html"
     for claim in results["claims"]:
@@ -97,5 +127,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("demo", help="the paper in miniature on the embedded world, as a report")
     parser.add_argument("--quick", action="store_true", help="short recipes, few samples: a smoke run in minutes")
     parser.add_argument("--out", type=Path, help="report folder (default runs/demo, or runs/demo-quick)")
-    parser.add_argument("--steps", type=int, help="training steps per task of every expert and fine-tuning (250)")
-    parser.set_defaults(run=lambda args: demo(args.quick, args.out, args.steps))
+    parser.add_argument("--steps", type=int, help="training steps per task of every LoRA (500 of 8 samples)")
+    parser.add_argument("--full-steps", type=int, help="training steps per task of full fine-tuning (250 of 16)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="run at each seed and report every claim's spread (e.g. --seeds 0 1 2)"
+    )
+    parser.set_defaults(run=lambda args: demo(args.quick, args.out, args.steps, args.seeds, args.full_steps))

@@ -2,6 +2,11 @@
 
 Lives in ``$ROUTELORA_CACHE`` (default ``~/.cache/routelora``). Every entry is written to a temporary folder and
 renamed into place, so an interrupted build leaves no half entry behind and the next call builds it again.
+
+The key holds what makes an entry, not only its recipe: the source of the code that builds it and the versions of
+the packages whose arithmetic it runs on. A base pretrained by older code or another transformers is not reused
+under the same recipe (it happened: a cached base differed from a fresh build of the same recipe from step 7 of its
+loss log on, cause not kept, and every figure of a demo run on it differed with it).
 """
 
 import hashlib
@@ -9,6 +14,8 @@ import json
 import os
 import shutil
 from dataclasses import asdict
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from routelora.embedded.pretrain import PretrainRecipe, pretrain_tiny
@@ -21,15 +28,49 @@ def cache_root() -> Path:
     return Path(os.environ.get("ROUTELORA_CACHE", Path.home() / ".cache" / "routelora")).expanduser()
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+WORLD_SOURCES = ("embedded/world",)
+"""The code (and the text files beside it) that generates a world."""
+BASE_SOURCES = ("embedded", "training", "data", "models")
+"""The code that builds, tokenises, trains and saves a tiny base (the world's own, since the base learns it)."""
+BASE_PACKAGES = ("torch", "transformers", "tokenizers", "peft", "accelerate", "pillow", "numpy")
+WORLD_PACKAGES = ("pillow", "numpy")
+
+
 def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+@cache
+def build_identity(sources: tuple[str, ...], packages: tuple[str, ...]) -> dict:
+    """The source digest of ``sources`` (folders of this package, every file in them) and the versions of
+    ``packages``: what a cache entry's key holds beside its recipe."""
+    digest = hashlib.sha256()
+    for folder in sources:
+        for path in sorted((PACKAGE / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {"source": digest.hexdigest(), "versions": versions}
+
+
+def world_path(seed: int = 0) -> Path:
+    """Where the world of ``seed`` is cached (built or not)."""
+    from routelora.embedded.world import WORLD_VERSION
+
+    return cache_root() / f"world-{_key(WORLD_VERSION, seed, build_identity(WORLD_SOURCES, WORLD_PACKAGES))}"
+
+
 def cached_world(seed: int = 0, progress: bool = True) -> Path:
     """The default task world for ``seed``, generated on first use."""
-    from routelora.embedded.world import WORLD_VERSION, generate_world
+    from routelora.embedded.world import generate_world
 
-    path = cache_root() / f"world-{_key(WORLD_VERSION, seed)}"
+    path = world_path(seed)
     if not (path / "world.json").is_file():
         generate_world(path, seed=seed, progress=progress)
     return path
@@ -52,7 +93,8 @@ def cached_base(
 
     model_recipe = model_recipe or TinyVLMRecipe()
     recipe = recipe or PretrainRecipe()
-    path = cache_root() / f"tiny-{_key(asdict(model_recipe), asdict(recipe), WORLD_VERSION, world_seed)}"
+    identity = build_identity(BASE_SOURCES, BASE_PACKAGES)
+    path = cache_root() / f"tiny-{_key(asdict(model_recipe), asdict(recipe), WORLD_VERSION, world_seed, identity)}"
     if not (path / "config.json").is_file():
         world = cached_world(world_seed, progress)
         # a demo killed while pretraining picks up from the last of these on its next run

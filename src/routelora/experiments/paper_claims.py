@@ -62,6 +62,9 @@ def claim_one(stream: StreamResult, final: dict[str, dict[str, float]]) -> dict 
         + f". Not the verdict: normalised means (CIDEr over the run's best, {fixed}): "
         + means,
         "against": verdicts,
+        "figures": {
+            f"{part} vs {name}": verdict[part] for name, verdict in verdicts.items() for part in ("mean", "lowest")
+        },
     }
 
 
@@ -86,8 +89,8 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
     final = {name: result.final for name, result in stream.methods.items()}
     claims = []
 
-    def claim(text: str, held, evidence: str) -> None:
-        claims.append({"claim": text, "held": held, "evidence": evidence})
+    def claim(text: str, held, evidence: str, figures: dict[str, float]) -> None:
+        claims.append({"claim": text, "held": held, "evidence": evidence, "figures": figures})
 
     routing = final.get("routelora")
     first = claim_one(stream, final)
@@ -107,6 +110,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             "retention benchmark in the router's statistics)",
             all(abs(change) <= 2.0 for change in changes.values()),
             evidence,
+            changes,
         )
     if "sequential-full" in final:
         changes = retention_changes(stream, final["sequential-full"])
@@ -117,6 +121,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             f"mean {mean:+.1f} points ("
             + ", ".join(f"{task} {change:+.1f}" for task, change in changes.items())
             + ")",
+            {"mean": mean},
         )
     merges = {
         name: specialised_mean(stream, final[name]) for name in ("task-arithmetic", "averaging") if name in final
@@ -127,6 +132,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             "4. routing beats task arithmetic and model averaging on the specialised tasks",
             all(ours > value for value in merges.values()),
             f"routelora {ours:.1f}; " + ", ".join(f"{name} {value:.1f}" for name, value in merges.items()),
+            {"routelora": ours, **merges},
         )
     table4 = experiments.get("table4")
     if table4 is not None:
@@ -137,6 +143,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             "5. adding the unrelated expert moves no specialised score by more than 1 point",
             all(abs(move) <= 1.0 for move in moves.values()),
             ", ".join(f"{task} {move:+.2f}" for task, move in moves.items()),
+            moves,
         )
     table5 = experiments.get("table5")
     if table5 is not None:
@@ -149,6 +156,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             f"routelora {scores['routelora']:.3f}, top-2 {scores['routelora top-2']:.3f}, "
             f"paper {scores['paper']:.3f}; best single: {best_label} {singles[best_label]:.3f}; "
             f"zero-shot {scores['zero-shot']:.3f}",
+            {"routelora": scores["routelora"], "best single": singles[best_label]},
         )
     if first is not None:
         changes = retention_changes(stream, routing)
@@ -159,5 +167,6 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             all(verdict["mean"] >= 1.0 for verdict in first["against"].values())
             and all(change >= 0 or math.isclose(change, 0, abs_tol=1e-9) for change in changes.values()),
             f"mean per-task ratio {means}; retention " + ", ".join(f"{t} {c:+.1f}" for t, c in changes.items()),
+            {f"mean vs {name}": verdict["mean"] for name, verdict in first["against"].items()},
         )
     return claims

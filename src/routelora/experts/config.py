@@ -22,7 +22,11 @@ class ExpertTrainConfig:
     dropout: float = 0.0
     """Dropout on the LoRA input during training."""
     lr: float = 1e-3
-    """Peak learning rate (the paper: 4e-5 at InternVL2 scale; a tiny model needs far more)."""
+    """Peak learning rate (the paper: 4e-5 at InternVL2 scale; a tiny model needs far more); with
+    ``lora_plus_ratio``, that of ``lora_A``."""
+    lora_plus_ratio: float = 1.0
+    """LoRA+ (Hayou et al., 2024): ``lora_B``'s learning rate over ``lora_A``'s (1: one rate for both; LoRA+
+    suggests 16). Not used by (IA)^3."""
     steps: int | None = 300
     """Optimizer steps; ignored when ``epochs`` is given."""
     epochs: float | None = None
@@ -52,6 +56,8 @@ class ExpertTrainConfig:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.rank < 1 or self.alpha <= 0 or self.lr <= 0:
             raise ValueError("rank, alpha and lr must be positive")
+        if self.lora_plus_ratio <= 0:
+            raise ValueError(f"lora_plus_ratio must be positive, got {self.lora_plus_ratio}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.epochs is None and (self.steps is None or self.steps < 1):

@@ -72,7 +72,7 @@ def train_expert(
             grad_accumulation=config.grad_accumulation,
             seed=config.seed,
         )
-        trainable = [p for p in peft_model.parameters() if p.requires_grad]
+        trainable = _parameter_groups(peft_model, config)
         if checkpoint is not None:  # a checkpoint of another recipe, task or base is refused
             identity = {"expert": asdict(config), "task": str(task.source), "base": fingerprint}
             checkpoint = dataclasses.replace(checkpoint, identity=identity)
@@ -111,6 +111,18 @@ def train_expert(
         training_log=asdict(result),
     )
     return expert, result
+
+
+def _parameter_groups(peft_model, config: ExpertTrainConfig) -> list[dict]:
+    """The adapter's trainable parameters; under LoRA+ (``lora_plus_ratio`` != 1) ``lora_B``'s in a group of
+    their own at that multiple of the learning rate."""
+    named = [(name, p) for name, p in peft_model.named_parameters() if p.requires_grad]
+    if config.kind != "lora" or config.lora_plus_ratio == 1.0:
+        return [{"params": [p for _, p in named]}]
+    return [
+        {"params": [p for name, p in named if ".lora_B." not in name]},
+        {"params": [p for name, p in named if ".lora_B." in name], "lr_scale": config.lora_plus_ratio},
+    ]
 
 
 def training_samples(task: TaskConfig, config: ExpertTrainConfig) -> list:

@@ -82,7 +82,7 @@ class TrainResult:
 
 def train(
     model: nn.Module,
-    parameters: Iterable[nn.Parameter],
+    parameters: Iterable[nn.Parameter] | Iterable[dict],
     batches: Iterator[dict[str, torch.Tensor]],
     config: TrainConfig,
     progress: bool | str = True,
@@ -90,6 +90,9 @@ def train(
     checkpoint: Checkpointing | None = None,
 ) -> TrainResult:
     """Train ``parameters`` of ``model`` on ``batches`` (each with ``labels``) for ``config.steps`` steps.
+
+    ``parameters``: the parameters, or groups of them as dicts of ``params`` and ``lr_scale`` (each group's peak
+    learning rate is ``config.lr`` times its scale, as LoRA+ gives ``lora_B`` a higher one than ``lora_A``).
 
     Only ``parameters`` are optimised; the caller decides what is trainable (LoRA weights, gate vectors, the whole
     language model...). ``progress`` may be a description for the progress bar. With ``checkpoint``, the run saves
@@ -101,12 +104,13 @@ def train(
     """
     torch.manual_seed(config.seed)
     accelerator = accelerator or make_accelerator(config.grad_accumulation)
-    trainable = [p for p in parameters if p.requires_grad]
+    groups = parameter_groups(parameters, config.lr)
+    trainable = [p for group in groups for p in group["params"]]
     if not trainable:
         raise ValueError("nothing to train: no parameter requires a gradient")
     # The fused kernel is one call for all parameters (7% of a tiny-model step on CPU); it needs them on one backend.
     fused = len({p.device.type for p in trainable}) == 1 and trainable[0].device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     warmup = math.ceil(config.warmup_ratio * config.steps)
     if config.schedule == "cosine":
         scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, config.steps)
@@ -170,6 +174,23 @@ def train(
     result.seconds = time.perf_counter() - start
     add_to_tallies(TrainingCost(result.seconds, result.samples, config.steps, 1, result.trainable))
     return result
+
+
+def parameter_groups(parameters: Iterable, lr: float) -> list[dict]:
+    """The optimizer's parameter groups: one of every parameter that requires a gradient, or each given group
+    (``{"params": [...], "lr_scale": s}``) at ``lr * s``; groups left empty are dropped."""
+    items = list(parameters)
+    if not all(isinstance(item, dict) for item in items):
+        items = [{"params": items}]
+    groups = []
+    for item in items:
+        scale = item.get("lr_scale", 1.0)
+        if scale <= 0:
+            raise ValueError(f"a parameter group's lr_scale must be positive, got {scale}")
+        params = [p for p in item["params"] if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr * scale})
+    return groups
 
 
 def _shard(batch: dict[str, torch.Tensor], index: int, processes: int) -> dict[str, torch.Tensor]:
