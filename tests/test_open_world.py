@@ -13,8 +13,15 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.experts.train import ExpertTrainConfig, train_expert
-from routelora.gates.acceptance import CALIBRATION_KEY, best_run_distances
+from routelora.gates.acceptance import (
+    CALIBRATION_KEY,
+    REGION_KEYS,
+    best_run_distances,
+    instruction_statistics,
+    region_statistics,
+)
 from routelora.gates.config import GateTrainConfig
+from routelora.gates.features import FeatureStatistics
 from routelora.gates.runs import FIXED, MAX_SEGMENTS, OUTSIDE, PromptLayout, run_features, run_spans, segment_ids
 from routelora.gates.train import statistics_split, train_gates
 from routelora.nn import standardise, top_k_weights
@@ -104,6 +111,38 @@ def test_a_prompt_is_cut_into_sentences_inside_the_chat_template():
     torch.testing.assert_close(features[0, alone], tokens[0, [1, 2, 5, 6, 7, 9, 10]].mean(0))
 
 
+def test_a_sentence_of_stop_tokens_alone_is_in_no_run():
+    # the newline after an image or between lines (5 alone) holds no word: no run pools it
+    layout = PromptLayout(torch.tensor([5]), torch.tensor([1, 2]), torch.tensor([8, 9]))
+    ids = torch.tensor([[1, 2, 5, 3, 4, 5, 5, 4, 5, 8, 9]])
+    expected = [FIXED, FIXED, OUTSIDE, 0, 0, 0, OUTSIDE, 1, 1, FIXED, FIXED]
+    assert segment_ids(ids, ids != 0, layout)[0].tolist() == expected
+
+
+def test_a_region_is_drawn_from_each_prompts_instruction_run():
+    # 40 prompts: run 0 (the whole prompt) of every fourth is pulled far away by conversation, run 1 is its
+    # instruction alone; the region's statistics are those of the instruction runs, the whole prompts' are not
+    generator = torch.Generator().manual_seed(0)
+    instructions = torch.randn(40, 6, generator=generator, dtype=torch.float64) * 0.1  # (prompts, F)
+    whole = instructions.clone()
+    whole[::4] += 5.0
+    features = torch.stack([whole, instructions], 1).float()  # (prompts, runs, F)
+    valid = torch.ones(40, 2, dtype=torch.bool)
+    valid[1::4, 1] = False  # some prompts are one sentence: their whole prompt is their only run
+    statistics = FeatureStatistics()
+    statistics.add(whole)
+    found = instruction_statistics([(features[valid], valid)], statistics.tensors())
+    expected = FeatureStatistics()
+    expected.add(instructions)
+    for key, value in zip(REGION_KEYS, expected.tensors().values()):
+        torch.testing.assert_close(found[key], value, atol=1e-5, rtol=1e-5)
+    region = region_statistics({**statistics.tensors(), **found})
+    torch.testing.assert_close(region["routing.mean"], instructions.mean(0).float())
+    # a prototypes file without region statistics (an older routelora's) draws its region from the whole prompts
+    older = statistics.tensors()
+    assert torch.equal(region_statistics(older)["routing.scatter"], older["routing.scatter"])
+
+
 @pytest.mark.parametrize("shared_tail", [0, 2])
 def test_best_run_distances_are_the_smallest_over_the_runs_that_exist(shared_tail):
     features, valid = torch.randn(3, 5, 4, dtype=torch.float64), torch.rand(3, 5) > 0.3
@@ -161,7 +200,8 @@ def test_an_experts_region_does_not_move_when_others_join(world):
     with attach_router(model, [experts["colour"], experts["shape"]]) as both:
         assert both.thresholds()["colour"] == threshold
     calibration = experts["colour"].prototypes[CALIBRATION_KEY]
-    assert threshold == pytest.approx(torch.quantile(calibration.double(), 0.99).item(), rel=2e-4)
+    margin = RouterConfig().acceptance_margin
+    assert threshold == pytest.approx(margin * torch.quantile(calibration.double(), 0.99).item(), rel=2e-4)
 
 
 def test_the_papers_router_behind_the_regions_gives_a_general_question_no_expert(world):

@@ -1,17 +1,21 @@
 """An expert's region, from its own task's data only: how far an input may be from the task and still belong to it.
 
-The open-world half of routelora's default router (docs/method.md, section 5). A task keeps the count, mean m and
-scatter S of its prompts' pooled features (:mod:`routelora.gates.features`); its own covariance, shrunk towards a
-multiple of the identity,
+The open-world half of routelora's default router (docs/method.md, section 5). A task's region is the count, mean m
+and scatter S of its prompts' pooled features (:mod:`routelora.gates.features`) over the run of each prompt's
+sentences that holds its instruction (:mod:`routelora.gates.runs`): starting from the whole prompts' statistics,
+each prompt's best-fitting run is found and the statistics are taken again over those runs, twice. Conversation
+around a training instruction then widens no region (over whole prompts, a short caption request wrapped in a
+greeting and thanks moved the caption region towards every wrapped question). Its own covariance, shrunk towards
+a multiple of the identity,
 
     C = (1 - a) S / (n - 1) + a * mean(diag(S / (n - 1))) * I,
 
 gives each input's squared distance ``d(x) = (x - m) . C^-1 (x - m)`` to the task, for the run of the input's
-sentences that fits the task best (:mod:`routelora.gates.runs`). The distances of the task's own held-out training
-prompts (never among those the statistics came from) are saved sorted; an expert accepts an input whose distance
-is at most a chosen quantile of them. Nothing here reads another task's data or the library the expert joins, so a
-threshold never changes when experts come and go (a shared covariance would move every threshold with each new
-expert). Written by hand because neither peft nor transformers has out-of-distribution tests for adapters.
+sentences that fits the task best. The distances of the task's own held-out training prompts (never among those
+the statistics came from) are saved sorted; an expert accepts an input whose distance is at most a chosen quantile
+of them, times a margin. Nothing here reads another task's data or the library the expert joins, so a threshold
+never changes when experts come and go (a shared covariance would move every threshold with each new expert).
+Written by hand because neither peft nor transformers has out-of-distribution tests for adapters.
 """
 
 import contextlib
@@ -23,7 +27,8 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
-from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, language_model_inputs
+from routelora.experts.expert import REGION_SCATTER
+from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, FeatureStatistics, language_model_inputs
 from routelora.gates.runs import PromptLayout, image_width, run_features, segment_ids
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 
@@ -35,10 +40,25 @@ phrasings held out of the statistics it accepted."""
 CALIBRATION_KEY, SHRINKAGE_KEY = "routing.calibration", "routing.acceptance_shrinkage"
 """Where the held-out prompts' sorted distances, and the shrinkage they were measured with, live in a prototypes
 file."""
+REGION_KEYS = ("routing.region_count", "routing.region_mean", REGION_SCATTER)
+"""Where the region's count, mean and scatter (over the prompts' instruction runs) live; a file without them (written
+by an older routelora) has its region drawn from the whole prompts' statistics."""
+REFINEMENTS = 2
+"""Rounds of finding each prompt's instruction run and taking the statistics again; a third moved no threshold of
+the world's tasks by more than 1%."""
+
+
+def region_statistics(prototypes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The count, mean and scatter a region is drawn from, under the whole prompts' keys."""
+    if all(key in prototypes for key in REGION_KEYS):
+        return dict(zip((COUNT_KEY, MEAN_KEY, SCATTER_KEY), (prototypes[key] for key in REGION_KEYS)))
+    return {key: prototypes[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY)}
 
 
 def region(statistics: dict[str, torch.Tensor], shrinkage: float = SHRINKAGE) -> tuple[torch.Tensor, torch.Tensor]:
-    """The task's mean (F,) and a root R (F, F) of its shrunk own precision: ``d(x) = |(x - m) R|^2``."""
+    """The task's mean (F,) and a root R (F, F) of its shrunk own precision: ``d(x) = |(x - m) R|^2``, from a
+    prototypes file's region (:func:`region_statistics`)."""
+    statistics = region_statistics(statistics)
     count = float(statistics[COUNT_KEY])
     covariance = statistics[SCATTER_KEY].double() / max(count - 1, 1.0)  # (F, F)
     ridge = covariance.diagonal().mean().clamp_min(1e-12)
@@ -83,6 +103,26 @@ def best_run_distances(
     return best
 
 
+def instruction_statistics(
+    runs: Sequence[tuple[torch.Tensor, torch.Tensor]], statistics: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The region's statistics (:data:`REGION_KEYS`): starting from the whole prompts' ``statistics``, those of each
+    prompt's best-fitting run, :data:`REFINEMENTS` times. runs: per batch, the features of the runs that exist
+    (kept runs, F) and which runs those are, (batch, runs) bool (:func:`prompt_runs`' ``valid``)."""
+    current = {key: statistics[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY)}
+    for _ in range(REFINEMENTS):
+        mean, root = region(current)
+        found = FeatureStatistics()
+        for kept, valid in runs:
+            distances = torch.full(valid.shape, torch.inf, dtype=torch.float64)  # (batch, runs)
+            distances[valid] = ((kept.double() - mean) @ root).square().sum(-1)
+            position = torch.full(valid.shape, -1, dtype=torch.long)
+            position[valid] = torch.arange(len(kept))
+            found.add(kept[position[torch.arange(len(valid)), distances.argmin(1)]])  # (batch, F) each best run
+        current = found.tensors()
+    return dict(zip(REGION_KEYS, (current[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY))))
+
+
 @torch.no_grad()
 def calibrate(
     model: nn.Module,
@@ -91,16 +131,28 @@ def calibrate(
     statistics: dict[str, torch.Tensor],
     batch_size: int = 32,
     progress: bool | str = False,
+    described: Sequence[Sample] = (),
 ) -> dict[str, torch.Tensor]:
-    """The held-out prompts' sorted distances to the region of ``statistics`` (computed from other prompts of the
-    same task), with the prompt layout they were measured in; merged into the task's prototypes file."""
+    """The region of ``described`` (the prompts that ``statistics`` came from; :func:`instruction_statistics`) and
+    the held-out prompts' sorted distances to it (``samples``, never among them), with the prompt layout they were
+    measured in; merged into the task's prototypes file. Without ``described`` the region is the whole prompts'
+    ``statistics``."""
     layout = PromptLayout.from_processor(processor)
-    mean, root = region(statistics)
+    found = {}
+    if described:
+        shown = progress and "instruction runs"
+        runs = [
+            (features[valid], valid)
+            for features, valid in prompt_runs(model, processor, described, layout, batch_size, shown)
+        ]
+        found = instruction_statistics(runs, statistics)
+    mean, root = region(found or statistics)
     distances = [
         best_run_distances(*runs, mean[None], root[None], shared_tail=image_width(runs[0]))[:, 0]
         for runs in prompt_runs(model, processor, samples, layout, batch_size, progress)
     ]
     return {
+        **found,
         CALIBRATION_KEY: torch.cat(distances).sort().values.float(),
         SHRINKAGE_KEY: torch.tensor([SHRINKAGE]),
         **layout.tensors(),

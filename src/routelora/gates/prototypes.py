@@ -86,7 +86,7 @@ def compute_prototypes(
             handle.remove()
     found = {name: (total / max(count, 1)).cpu() for name, total in sums.items()} | statistics.tensors()
     if held_out:
-        found |= calibrate(model, processor, held_out, found, batch_size, progress and "calibration")
+        found |= calibrate(model, processor, held_out, found, batch_size, progress and "calibration", samples)
     return found
 
 

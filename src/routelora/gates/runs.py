@@ -81,8 +81,8 @@ def _template_ids(processor, word: str) -> list[int]:
 
 def segment_ids(input_ids: torch.Tensor, text_mask: torch.Tensor, layout: PromptLayout) -> torch.Tensor:
     """(batch, seq) each token's sentence: 0, 1, ... over the message's text tokens, :data:`FIXED` for the chat
-    template's tokens around it, :data:`OUTSIDE` for image and padding tokens. A row whose text does not start
-    and end with the template is all message."""
+    template's tokens around it, :data:`OUTSIDE` for image and padding tokens and for a sentence of stop tokens
+    alone. A row whose text does not start and end with the template is all message."""
     segments = torch.full_like(input_ids, OUTSIDE)
     ends = layout.sentence_ends.to(input_ids.device)
     prefix, suffix = layout.prefix.to(input_ids.device), layout.suffix.to(input_ids.device)
@@ -93,9 +93,16 @@ def segment_ids(input_ids: torch.Tensor, text_mask: torch.Tensor, layout: Prompt
         tail = len(suffix) if _ends_with(ids[head:], suffix) else 0
         message = ids[head : len(ids) - tail]
         stops = torch.isin(message, ends).long()  # (message,)
-        sentence = (stops.cumsum(0) - stops).clamp(max=MAX_SEGMENTS - 1)  # a sentence ends with its stop token
+        sentence = stops.cumsum(0) - stops  # a sentence ends with its stop token
+        # a sentence of stop tokens alone (the newline after an image, a blank line between sentences) holds no
+        # word: no run pools it, so an instruction pools the same tokens however the user's lines are broken
+        words = torch.zeros(int(sentence.max()) + 1 if len(sentence) else 0, dtype=torch.long)
+        words.index_add_(0, sentence, 1 - stops)
+        wordless = words[sentence] == 0  # (message,)
+        kept = (words > 0).long()
+        sentence = (kept.cumsum(0) - kept)[sentence].clamp(max=MAX_SEGMENTS - 1)  # renumbered without them
         values = torch.full_like(ids, FIXED)
-        values[head : len(ids) - tail] = sentence
+        values[head : len(ids) - tail] = torch.where(wordless, OUTSIDE, sentence)
         segments[row, positions] = values
     return segments
 

@@ -51,9 +51,11 @@ class RouterConfig:
     acceptance_quantile: float = 0.99
     """Where an expert's region ends, with :attr:`acceptance_margin`: this quantile of the distances of its held-out
     training prompts (1.0: the farthest of them)."""
-    acceptance_margin: float = 1.0
-    """An expert's region reaches this many times that quantile (above 1: more of a user's own wording accepted, and
-    more general questions; docs/routing.md measures both sides)."""
+    acceptance_margin: float = 1.1
+    """An expert's region reaches this many times that quantile (higher: more of a user's own wording accepted, and
+    more general questions). 1.1, on training data only: the smallest margin at which every world task's prompts
+    wrapped in conversation its statistics never saw stay inside its region (95%); docs/routing.md measures both
+    sides."""
     rule: str = "shared_covariance"
     """How a shared (``decide_from="embeddings"``) decision scores candidates. ``shared_covariance``: the linear
     discriminant of :mod:`routelora.routing.discriminant`. ``nearest_mean``: the closest mean; with ``text``
