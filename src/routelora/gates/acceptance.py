@@ -131,21 +131,15 @@ def calibrate(
     statistics: dict[str, torch.Tensor],
     batch_size: int = 32,
     progress: bool | str = False,
-    described: Sequence[Sample] = (),
+    described_runs: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+    layout: PromptLayout | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The region of ``described`` (the prompts that ``statistics`` came from; :func:`instruction_statistics`) and
-    the held-out prompts' sorted distances to it (``samples``, never among them), with the prompt layout they were
-    measured in; merged into the task's prototypes file. Without ``described`` the region is the whole prompts'
-    ``statistics``."""
-    layout = PromptLayout.from_processor(processor)
-    found = {}
-    if described:
-        shown = progress and "instruction runs"
-        runs = [
-            (features[valid], valid)
-            for features, valid in prompt_runs(model, processor, described, layout, batch_size, shown)
-        ]
-        found = instruction_statistics(runs, statistics)
+    """The region of the prompts that ``statistics`` came from (their runs, as :func:`instruction_statistics` takes
+    them) and the held-out prompts' sorted distances to it (``samples``, never among them), with the prompt layout
+    they were measured in (read off ``processor`` unless given); merged into the task's prototypes file. Without
+    ``described_runs`` the region is the whole prompts' ``statistics``."""
+    layout = layout or PromptLayout.from_processor(processor)
+    found = instruction_statistics(described_runs, statistics) if described_runs else {}
     mean, root = region(found or statistics)
     distances = [
         best_run_distances(*runs, mean[None], root[None], shared_tail=image_width(runs[0]))[:, 0]

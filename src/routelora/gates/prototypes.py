@@ -20,6 +20,7 @@ from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.experts.library import base_prototypes_path, save_base_prototypes
 from routelora.gates.acceptance import calibrate
 from routelora.gates.features import FeatureStatistics, language_model_inputs, sequence_features
+from routelora.gates.runs import PromptLayout, run_features, segment_ids
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
 
@@ -39,8 +40,9 @@ def compute_prototypes(
     Returns one float32 (d_in,) tensor per target name, under :data:`EMBEDDINGS_KEY` the same mean of the
     language model's input embeddings, and the statistics of the prompts' pooled text and image features
     (:class:`~routelora.gates.features.FeatureStatistics`), which the default router decides from. Given
-    ``held_out`` prompts of the same task (none of ``samples``), also their distances to those statistics, which
-    set the expert's open-world region (:func:`~routelora.gates.acceptance.calibrate`).
+    ``held_out`` prompts of the same task (none of ``samples``), also the expert's open-world region, drawn from the
+    runs of these prompts' sentences that this forward pools, and the held-out prompts' distances to it
+    (:func:`~routelora.gates.acceptance.calibrate`).
     """
     collator = VLMCollator(processor)
     image_id = image_token_id(model.config)
@@ -62,11 +64,18 @@ def compute_prototypes(
     embeddings = model.get_input_embeddings()
     handles.append(embeddings.register_forward_hook(lambda module, inputs, output: embed(module, (output,))))
     statistics = FeatureStatistics()
+    # the runs of every prompt's sentences, from this same forward, which the region is drawn from
+    layout = PromptLayout.from_processor(processor) if held_out else None
+    runs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def pool_features(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # the language model's inputs hold the projector's outputs at the image positions
         inputs = language_model_inputs(module, args, kwargs)
-        statistics.add(sequence_features(inputs, mask_holder["mask"].bool(), mask_holder["image"], "text_image"))
+        text, image = mask_holder["mask"].bool(), mask_holder["image"]
+        statistics.add(sequence_features(inputs, text, image, "text_image"))
+        if layout is not None:
+            features, valid = run_features(inputs, segment_ids(mask_holder["ids"], text, layout), image, "text_image")
+            runs.append((features[valid].cpu(), valid.cpu()))
 
     language_model = model.get_submodule(get_layout(model).language_model)
     handles.append(language_model.register_forward_pre_hook(pool_features, with_kwargs=True))
@@ -78,6 +87,7 @@ def compute_prototypes(
             batch = collator(samples[start : start + batch_size], with_answers=False)
             mask = text_token_mask(batch["input_ids"], batch["attention_mask"], image_id)
             mask_holder["mask"] = mask.to(device).float()
+            mask_holder["ids"] = batch["input_ids"].to(device)
             mask_holder["image"] = (batch["input_ids"] == image_id).to(device) if image_id is not None else None
             count += int(mask.sum())
             model(**{key: value.to(device) for key, value in batch.items()})
@@ -86,7 +96,7 @@ def compute_prototypes(
             handle.remove()
     found = {name: (total / max(count, 1)).cpu() for name, total in sums.items()} | statistics.tensors()
     if held_out:
-        found |= calibrate(model, processor, held_out, found, batch_size, progress and "calibration", samples)
+        found |= calibrate(model, processor, held_out, found, batch_size, progress and "calibration", runs, layout)
     return found
 
 
