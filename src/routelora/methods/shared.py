@@ -10,7 +10,9 @@ charged the training its experts took (:mod:`routelora.training.tally`), cached 
 
 import hashlib
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,11 @@ from routelora.gates.config import GateTrainConfig
 from routelora.gates.train import train_gates
 from routelora.training import TrainingCost, add_to_tallies, tally
 from routelora.training.distributed import process_state
+
+try:
+    import fcntl  # POSIX file locks; where there are none (Windows), one process uses a store at a time
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 COST_FILE = "training_cost.json"
 
@@ -50,20 +57,28 @@ class SharedExperts:
         """The expert of ``task`` under ``recipe`` (with gates and prototypes under ``gates``, if given): trained
         on first request, then reused; its training cost is charged to the open tallies either way."""
         key = _key(task, recipe, None, model)
-        expert, cost = self._get(key, task.name) or self._train(key, task, model, processor, recipe)
+        with self._claimed(key, task.name):
+            expert, cost = self._get(key, task.name) or self._train(key, task, model, processor, recipe)
         if gates is not None:
             gated_key = _key(task, recipe, gates, model)
-            found = self._get(gated_key, task.name)
-            if found is None:
-                with tally(isolated=True) as gate_cost:
-                    gated, _ = train_gates(model, processor, expert, task, gates, progress=False)
-                total = TrainingCost()
-                total.add(cost)
-                total.add(gate_cost)
-                found = self._put(gated_key, task.name, gated, total)
+            with self._claimed(gated_key, task.name):
+                found = self._get(gated_key, task.name)
+                if found is None:
+                    with tally(isolated=True) as gate_cost:
+                        gated, _ = train_gates(model, processor, expert, task, gates, progress=False)
+                    total = TrainingCost()
+                    total.add(cost)
+                    total.add(gate_cost)
+                    found = self._put(gated_key, task.name, gated, total)
             expert, cost = found
         add_to_tallies(cost)
         return expert
+
+    def has(self, model: nn.Module, task: TaskConfig, recipe: ExpertTrainConfig, gates=None) -> bool:
+        """Whether the store holds ``task``'s expert under ``recipe`` (and ``gates``) already."""
+        key = _key(task, recipe, gates, model)
+        stored = self.root is not None and (self.root / f"{task.name}-{key}" / COST_FILE).is_file()
+        return key in self._memory or stored
 
     def reused(self, parts: tuple, compute: Callable[[], object]):
         """``compute()``'s result, computed once per ``parts`` (a key of JSON-able values that names everything
@@ -76,6 +91,23 @@ class SharedExperts:
         value, cost = self._results[key]
         add_to_tallies(cost)
         return value
+
+    @contextmanager
+    def _claimed(self, key: str, name: str) -> Iterator[None]:
+        """Hold the key's lock file while it is looked up or trained: stream workers (separate processes) that
+        ask for the same expert at once train it once, the others wait and read it back."""
+        # under `accelerate launch` the processes train each expert together and meet at barriers; a lock would
+        # hold one of them out of the barrier
+        if self.root is None or fcntl is None or key in self._memory or process_state().num_processes > 1:
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.root / f".{name}-{key}.lock", os.O_CREAT | os.O_RDWR)  # empty: only locked
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # releases the lock
 
     def _train(self, key: str, task: TaskConfig, model, processor, recipe) -> tuple[Expert, TrainingCost]:
         with tally(isolated=True) as cost:

@@ -3,8 +3,9 @@
 
 from routelora.stream.config import StreamConfig, load_stream_config, resolve_tasks
 from routelora.stream.result import MethodResult, StreamResult
-from routelora.stream.runner import run_stream, stream_methods
+from routelora.stream.runner import run_stream
 from routelora.stream.state_io import load_state, save_state
+from routelora.stream.steps import stream_methods
 
 __all__ = [
     "MethodResult",

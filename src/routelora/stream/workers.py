@@ -1,0 +1,188 @@
+"""A stream's methods learned in worker processes side by side, each on one thread.
+
+On a CPU of few cores the tiny model's matrices are too small to keep a second thread busy: a LoRA step of 8
+caption samples takes 47 ms on two threads and 72-73 ms on one, so two one-thread processes side by side learn
+about 1.3 times more per second than one process of two (AMD EPYC, 2 cores, docs/demo.md). torch has no way to run
+independent training runs side by side in one process, so the stream hands whole jobs to processes:
+
+1. The main process checks the stream folder and writes the zero-shot row, as without workers.
+2. The jobs are queued, longest first: the methods that train weights of their own (multi-task, sequential and
+   replay, which share their first task's training and so stay together), then every stream task's expert with
+   its gates, the experts of ``prefetch``, and last the methods built on those shared experts.
+3. Each worker loads the base from its folder (refusing one whose weights differ from the main process's), sets
+   one thread, and takes the next job until none is left: a method's job is :func:`learn_rows` for it alone,
+   which writes each row and state to the stream folder as the main process would.
+4. The main process shows their progress, and then reads every row back (``run_stream`` resumes them).
+
+An expert two jobs ask for at once is trained by one and read back by the other (``SharedExperts`` holds a file
+lock per expert). Every job is seeded and runs on one thread, so its result does not depend on which worker ran
+it, or when.
+"""
+
+import multiprocessing
+import queue
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from routelora import io
+from routelora.data.task import TaskConfig, load_task
+from routelora.errors import RouteloraError
+from routelora.experts.fingerprint import base_fingerprint
+from routelora.methods.multitask import MultiTaskLearning
+from routelora.methods.sequential import SequentialFineTuning
+from routelora.methods.shared import SharedExperts
+from routelora.models import load_vlm
+from routelora.stream.config import StreamConfig
+from routelora.stream.steps import learn_rows, scorer, stream_methods
+from routelora.training.distributed import process_state
+
+TOGETHER = (("sequential-full", "replay"),)
+"""Methods that share work in memory (replay's first task is sequential fine-tuning's), run in one job."""
+
+
+def stream_jobs(
+    config: StreamConfig, experts: list[TaskConfig], retention: list[TaskConfig]
+) -> list[tuple[str, list[str]]]:
+    """The jobs of a stream whose shared ``experts`` are still to train, in the order they are taken:
+    ``("methods", names)`` or ``("expert", [task file])``."""
+    methods = stream_methods(config, SharedExperts(), retention)
+    own = [name for name, method in methods.items() if isinstance(method, (MultiTaskLearning, SequentialFineTuning))]
+    jobs, placed = [], set()
+    for name in sorted(own, key=lambda name: not getattr(methods[name], "joint", False)):  # joint ones: longest
+        if name in placed:
+            continue
+        group = next((list(g) for g in TOGETHER if name in g and set(g) <= set(own)), [name])
+        jobs.append(("methods", group))
+        placed |= set(group)
+    sequences = [job for job in jobs if job[1] == ["sequential-lora"]]  # its first task is the shared expert
+    jobs = [job for job in jobs if job not in sequences]
+    return [
+        *jobs,
+        *(("expert", [str(task.source)]) for task in experts),
+        *sequences,
+        *(("methods", [name]) for name in methods if name not in own),
+    ]
+
+
+def learn_in_workers(
+    config: StreamConfig,
+    model: nn.Module,
+    tasks: list[TaskConfig],
+    retention: list[TaskConfig],
+    out: Path,
+    prefetch: list[TaskConfig],
+    progress: bool = True,
+) -> None:
+    """Learn every row of the stream (and the experts of ``prefetch`` and of the stream's tasks) into ``out`` in
+    ``config.workers`` processes; returns when all are written.
+
+    Raises:
+        RouteloraError: the model has no folder to load from, the run is already one of several processes, or a
+            worker failed (its error and the job it ran are named).
+    """
+    if process_state().num_processes > 1:
+        raise RouteloraError("workers > 1 cannot run under `accelerate launch`; give workers: 1 there")
+    base = getattr(model, "name_or_path", "") or ""
+    if not base or not (Path(base) / "config.json").is_file():
+        raise RouteloraError(
+            f"workers > 1 loads the base model from its folder, and this model has none ({base!r}); load it with "
+            "routelora.load_vlm from a folder, or give workers: 1"
+        )
+    with_experts = [*tasks, *(task for task in prefetch if task.name not in {t.name for t in tasks})]
+    shared = SharedExperts(out / "experts")
+    missing = [task for task in with_experts if not shared.has(model, task, config.expert, config.gates)]
+    methods = stream_methods(config, shared, retention)
+    steps = {name: [len(tasks)] if getattr(method, "joint", False) else range(1, len(tasks) + 1)
+             for name, method in methods.items()}  # fmt: skip
+    rows = sum(not (out / "methods" / name / f"step-{step}.json").is_file() for name in steps for step in steps[name])
+    if not rows and not missing:
+        return  # a finished stream, resumed: nothing to learn
+    jobs = stream_jobs(config, missing, retention)
+    context = multiprocessing.get_context("spawn")  # a forked process would inherit torch's thread pool
+    todo, reports = context.Queue(), context.Queue()
+    for job in jobs:
+        todo.put(job)
+    sources = [[str(task.source) for task in part] for part in (tasks, retention)]
+    fingerprint = base_fingerprint(model)
+    workers = [
+        context.Process(
+            target=_work,
+            args=(replace(config, workers=1), base, fingerprint, *sources, str(out), todo, reports),
+            name=f"routelora-stream-worker-{index}",
+        )
+        for index in range(min(config.workers, len(jobs)))
+    ]
+    for worker in workers:
+        worker.start()
+    bar = tqdm(total=rows + len(missing), desc=f"stream in {len(workers)} workers", disable=not progress)
+    try:
+        _follow(workers, reports, bar)
+    finally:
+        bar.close()
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+
+def _follow(workers, reports, bar) -> None:
+    """Show the workers' reports until every worker has stopped; raise the first failure."""
+    while True:
+        try:
+            kind, text = reports.get(timeout=1.0)
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers):
+                break
+            continue
+        if kind == "failed":
+            raise RouteloraError(f"a stream worker failed: {text}")
+        bar.update()
+        bar.set_postfix_str(text)
+    stopped = [worker for worker in workers if worker.exitcode not in (0, None)]
+    if stopped:
+        raise RouteloraError(f"stream worker {stopped[0].name} stopped with exit code {stopped[0].exitcode}")
+
+
+def _work(config: StreamConfig, base: str, fingerprint: str, task_files, retention_files, out, todo, reports):
+    """A worker: one thread, the base from its folder, then jobs until none is left."""
+    job = None
+    try:
+        torch.set_num_threads(1)
+        model, processor = load_vlm(base)
+        if base_fingerprint(model) != fingerprint:
+            raise RouteloraError(f"the base model in {base} is not the one in memory; save it there first")
+        tasks = [load_task(Path(path)) for path in task_files]
+        retention = [load_task(Path(path)) for path in retention_files]
+        out = Path(out)
+        shared = SharedExperts(out / "experts")
+        zero_shot = io.read_json(out / "zero-shot.json")["scores"]
+        scores = scorer(config, model, processor, [*tasks, *retention], progress=False)
+        while True:
+            try:
+                job = todo.get_nowait()
+            except queue.Empty:
+                return
+            kind, names = job
+            start = time.perf_counter()
+            if kind == "expert":
+                task = load_task(Path(names[0]))
+                shared.expert(model, processor, task, config.expert, config.gates)
+                reports.put(("done", f"{task.name} expert {time.perf_counter() - start:.0f} s"))
+                continue
+            methods = stream_methods(replace(config, methods=names), shared, retention)
+
+            def on_row(method: str, step: int, seconds: float) -> None:
+                reports.put(("done", f"{method} step {step} {seconds:.0f} s"))
+
+            learn_rows(methods, model, processor, tasks, retention, out, scores, zero_shot, on_row=on_row)
+    except BaseException as error:  # noqa: BLE001 - every failure goes back to the main process, with its job
+        detail = str(error) if isinstance(error, RouteloraError) else traceback.format_exc()  # ours are one line
+        where = "loading the base" if job is None else f"{job[0]} {', '.join(Path(n).stem for n in job[1])}"
+        reports.put(("failed", f"{where}: {detail}"))
+        raise SystemExit(1) from None
