@@ -87,7 +87,8 @@ class StreamConfig:
     torch's threads). On a CPU of few cores, tiny matrices keep a second thread half idle: two one-thread
     processes learn the demo's stream about 1.3 times faster than one process of two threads. Each (method, step)
     then runs on one thread wherever it lands, so the figures equal those of ``workers=1`` under
-    ``torch.set_num_threads(1)`` and differ in the last bits from a run on more threads."""
+    ``torch.set_num_threads(1)``; a run on more threads can differ in the last bits (on the demo's 2-core AMD EPYC
+    it did not: docs/demo.md)."""
 
     def __post_init__(self) -> None:
         if not self.tasks:

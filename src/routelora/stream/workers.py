@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers.utils import logging as transformers_logging
 
 from routelora import io
 from routelora.data.task import TaskConfig, load_task
@@ -106,7 +107,8 @@ def learn_in_workers(
     jobs = stream_jobs(config, missing, retention)
     context = multiprocessing.get_context("spawn")  # a forked process would inherit torch's thread pool
     todo, reports = context.Queue(), context.Queue()
-    for job in jobs:
+    count = min(config.workers, len(jobs))
+    for job in [*jobs, *[None] * count]:  # one None per worker: no job left
         todo.put(job)
     sources = [[str(task.source) for task in part] for part in (tasks, retention)]
     fingerprint = base_fingerprint(model)
@@ -116,7 +118,7 @@ def learn_in_workers(
             args=(replace(config, workers=1), base, fingerprint, *sources, str(out), todo, reports),
             name=f"routelora-stream-worker-{index}",
         )
-        for index in range(min(config.workers, len(jobs)))
+        for index in range(count)
     ]
     for worker in workers:
         worker.start()
@@ -154,6 +156,7 @@ def _work(config: StreamConfig, base: str, fingerprint: str, task_files, retenti
     job = None
     try:
         torch.set_num_threads(1)
+        transformers_logging.disable_progress_bar()  # the main process shows the workers' progress, in one bar
         model, processor = load_vlm(base)
         if base_fingerprint(model) != fingerprint:
             raise RouteloraError(f"the base model in {base} is not the one in memory; save it there first")
@@ -163,11 +166,7 @@ def _work(config: StreamConfig, base: str, fingerprint: str, task_files, retenti
         shared = SharedExperts(out / "experts")
         zero_shot = io.read_json(out / "zero-shot.json")["scores"]
         scores = scorer(config, model, processor, [*tasks, *retention], progress=False)
-        while True:
-            try:
-                job = todo.get_nowait()
-            except queue.Empty:
-                return
+        while (job := todo.get()) is not None:
             kind, names = job
             start = time.perf_counter()
             if kind == "expert":
