@@ -91,6 +91,9 @@ def run_paper(config: PaperConfig, out: str | Path, progress: bool = True) -> di
     timings["world and base"] = time.perf_counter() - start
     model, processor = load_vlm(base)
     stream_config = config.stream
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if stream_config.workers > 1 and (process_state().num_processes > 1 or not on_cpu):
+        stream_config = replace(stream_config, workers=1)  # workers are a CPU's trade; accelerate splits batches
     tasks = [load_task(path) for path in resolve_tasks(stream_config.tasks, world)]
     retention = [load_task(path) for path in resolve_tasks(stream_config.retention, world)]
     extra = {

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,7 +74,9 @@ class SharedExperts:
         add_to_tallies(cost)
         return expert
 
-    def has(self, model: nn.Module, task: TaskConfig, recipe: ExpertTrainConfig, gates=None) -> bool:
+    def has(
+        self, model: nn.Module, task: TaskConfig, recipe: ExpertTrainConfig, gates: GateTrainConfig | None = None
+    ) -> bool:
         """Whether the store holds ``task``'s expert under ``recipe`` (and ``gates``) already."""
         key = _key(task, recipe, gates, model)
         stored = self.root is not None and (self.root / f"{task.name}-{key}" / COST_FILE).is_file()
@@ -101,10 +103,12 @@ class SharedExperts:
         if self.root is None or fcntl is None or key in self._memory or process_state().num_processes > 1:
             yield
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.root / f".{name}-{key}.lock", os.O_CREAT | os.O_RDWR)  # empty: only locked
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = os.open(locks / f"{name}-{key}", os.O_CREAT | os.O_RDWR)  # empty: only locked
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            with suppress(OSError):  # a file system without locks: one process at a time is then the user's to keep
+                fcntl.flock(handle, fcntl.LOCK_EX)
             yield
         finally:
             os.close(handle)  # releases the lock

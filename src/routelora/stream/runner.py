@@ -27,7 +27,7 @@ from routelora.methods.shared import SharedExperts
 from routelora.stream.config import StreamConfig
 from routelora.stream.result import StreamResult
 from routelora.stream.steps import learn_rows, main_writes, scorer, stream_methods
-from routelora.stream.workers import learn_in_workers
+from routelora.stream.workers import check_workers, learn_in_workers
 
 
 def run_stream(
@@ -51,6 +51,8 @@ def run_stream(
     out = Path(out)
     if not resume and out.exists():
         shutil.rmtree(out)
+    if config.workers > 1:
+        check_workers(model)  # before anything is evaluated
     _check_same_stream(out, config, model, tasks, retention)
     shared = SharedExperts(out / "experts")
     methods = stream_methods(config, shared, retention)
@@ -88,7 +90,9 @@ def _check_same_stream(out: Path, config: StreamConfig, model: nn.Module, tasks,
     identity = json.loads(json.dumps(identity, default=str))
     path = out / "stream-identity.json"
     if path.is_file():
-        if io.read_json(path) != identity:
+        stored = io.read_json(path)
+        stored.get("config", {}).setdefault("workers", 1)  # a stream from before workers ran in this process
+        if stored != identity:
             raise RouteloraError(
                 f"{out} holds a stream made with other settings, tasks or base model; give another --out, or "
                 "--no-resume to start over there"

@@ -15,7 +15,7 @@ from routelora import io
 from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.errors import RouteloraError
-from routelora.evaluation.suite import score_conditions
+from routelora.evaluation.suite import Condition, score_conditions
 from routelora.methods import METHODS, Method, method_condition
 from routelora.methods.shared import SharedExperts
 from routelora.stream.config import StreamConfig
@@ -23,6 +23,10 @@ from routelora.stream.result import MethodResult
 from routelora.stream.state_io import load_state, save_state, tensor_bytes
 from routelora.training import tally
 from routelora.training.distributed import process_state
+
+Scores = Callable[[Condition, str], dict[str, float]]
+"""``scores(condition, label)``: a condition's score on every evaluated task, by task name."""
+
 
 ROUTED = ("routelora", "text-prototypes", "paper")
 
@@ -57,7 +61,7 @@ def learn_rows(
     tasks: list[TaskConfig],
     retention: list[TaskConfig],
     out: Path,
-    scores,
+    scores: Scores,
     zero_shot: dict[str, float],
     resume: bool = True,
     progress: bool = False,
@@ -112,7 +116,7 @@ def learn_rows(
     return results
 
 
-def scorer(config: StreamConfig, model: nn.Module, processor, evaluated: list[TaskConfig], progress: bool):
+def scorer(config: StreamConfig, model: nn.Module, processor, evaluated: list[TaskConfig], progress: bool) -> Scores:
     """``scores(condition, label)``: the condition's score on every task of ``evaluated``, by task name."""
     names = [task.name for task in evaluated]
 
@@ -132,7 +136,7 @@ def _write_row(path: Path, row: dict, folder: Path, newest: Path) -> None:
             shutil.rmtree(earlier, ignore_errors=True)
 
 
-def main_writes(write, *arguments) -> None:
+def main_writes(write: Callable[..., None], *arguments) -> None:
     """Under ``accelerate launch`` every process runs the stream (training and evaluation are split between
     them); one writes its files, and the others wait until they are there."""
     state = process_state()

@@ -23,6 +23,7 @@ import multiprocessing
 import queue
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from routelora.methods.multitask import MultiTaskLearning
 from routelora.methods.sequential import SequentialFineTuning
 from routelora.methods.shared import SharedExperts
 from routelora.models import load_vlm
+from routelora.models.layout import get_layout
 from routelora.stream.config import StreamConfig
 from routelora.stream.steps import learn_rows, scorer, stream_methods
 from routelora.training.distributed import process_state
@@ -71,13 +73,34 @@ def stream_jobs(
     ]
 
 
+def check_workers(model: nn.Module) -> str:
+    """The folder workers load ``model`` from; refuses, in one line, a run they cannot share.
+
+    Raises:
+        RouteloraError: under ``accelerate launch`` (its processes already split each batch), a model off the CPU
+            (one thread per worker is a CPU's trade), or a model with no folder to load from.
+    """
+    if process_state().num_processes > 1:
+        raise RouteloraError("workers > 1 cannot run under `accelerate launch`; give workers: 1 there")
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise RouteloraError(f"workers > 1 is for a model on the CPU, and this one is on {device}; give workers: 1")
+    base = getattr(model, "name_or_path", "") or ""
+    if not base or not (Path(base) / "config.json").is_file():
+        raise RouteloraError(
+            f"workers > 1 loads the base model from its folder, and this model has none ({base!r}); load it with "
+            "routelora.load_vlm from a folder, or give workers: 1"
+        )
+    return base
+
+
 def learn_in_workers(
     config: StreamConfig,
     model: nn.Module,
     tasks: list[TaskConfig],
     retention: list[TaskConfig],
     out: Path,
-    prefetch: list[TaskConfig],
+    prefetch: Sequence[TaskConfig],
     progress: bool = True,
 ) -> None:
     """Learn every row of the stream (and the experts of ``prefetch`` and of the stream's tasks) into ``out`` in
@@ -87,14 +110,7 @@ def learn_in_workers(
         RouteloraError: the model has no folder to load from, the run is already one of several processes, or a
             worker failed (its error and the job it ran are named).
     """
-    if process_state().num_processes > 1:
-        raise RouteloraError("workers > 1 cannot run under `accelerate launch`; give workers: 1 there")
-    base = getattr(model, "name_or_path", "") or ""
-    if not base or not (Path(base) / "config.json").is_file():
-        raise RouteloraError(
-            f"workers > 1 loads the base model from its folder, and this model has none ({base!r}); load it with "
-            "routelora.load_vlm from a folder, or give workers: 1"
-        )
+    base = check_workers(model)
     with_experts = [*tasks, *(task for task in prefetch if task.name not in {t.name for t in tasks})]
     shared = SharedExperts(out / "experts")
     missing = [task for task in with_experts if not shared.has(model, task, config.expert, config.gates)]
@@ -111,19 +127,25 @@ def learn_in_workers(
     for job in [*jobs, *[None] * count]:  # one None per worker: no job left
         todo.put(job)
     sources = [[str(task.source) for task in part] for part in (tasks, retention)]
-    fingerprint = base_fingerprint(model)
+    # what the worker's own load must reproduce: the weights (fingerprint), their dtype, the adapter targets
+    settings = {
+        "fingerprint": base_fingerprint(model),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "targets": list(get_layout(model).targets),
+    }
     workers = [
         context.Process(
             target=_work,
-            args=(replace(config, workers=1), base, fingerprint, *sources, str(out), todo, reports),
+            args=(replace(config, workers=1), base, settings, *sources, str(out), todo, reports),
             name=f"routelora-stream-worker-{index}",
+            daemon=True,  # a worker never outlives the run that started it
         )
         for index in range(count)
     ]
-    for worker in workers:
-        worker.start()
     bar = tqdm(total=rows + len(missing), desc=f"stream in {len(workers)} workers", disable=not progress)
     try:
+        for worker in workers:
+            worker.start()
         _follow(workers, reports, bar)
     finally:
         bar.close()
@@ -134,32 +156,54 @@ def learn_in_workers(
 
 
 def _follow(workers, reports, bar) -> None:
-    """Show the workers' reports until every worker has stopped; raise the first failure."""
+    """Show the workers' reports until every worker has stopped; raise the first failure, or a worker that died
+    without one (killed, out of memory), naming its job."""
+    current: dict[str, str] = {}
     while True:
         try:
-            kind, text = reports.get(timeout=1.0)
+            name, kind, text = reports.get(timeout=1.0)
         except queue.Empty:
-            if not any(worker.is_alive() for worker in workers):
-                break
-            continue
+            dead = [worker for worker in workers if worker.exitcode not in (0, None)]
+            if dead:
+                _raise_reported(reports)  # a worker that failed reports it before it exits
+                job = current.get(dead[0].name, "its start")
+                message = f"stream worker {dead[0].name} stopped with exit code {dead[0].exitcode} during {job}"
+                raise RouteloraError(message) from None
+            if any(worker.is_alive() for worker in workers) or not reports.empty():
+                continue
+            break
         if kind == "failed":
             raise RouteloraError(f"a stream worker failed: {text}")
+        if kind == "took":
+            current[name] = text
+            continue
         bar.update()
         bar.set_postfix_str(text)
-    stopped = [worker for worker in workers if worker.exitcode not in (0, None)]
-    if stopped:
-        raise RouteloraError(f"stream worker {stopped[0].name} stopped with exit code {stopped[0].exitcode}")
 
 
-def _work(config: StreamConfig, base: str, fingerprint: str, task_files, retention_files, out, todo, reports):
+def _raise_reported(reports, wait: float = 5.0) -> None:
+    """Raise the failure a stopped worker reported, if it is still on its way."""
+    try:
+        while True:
+            _, kind, text = reports.get(timeout=wait)
+            if kind == "failed":
+                raise RouteloraError(f"a stream worker failed: {text}")
+    except queue.Empty:
+        return
+
+
+def _work(config: StreamConfig, base: str, settings: dict, task_files, retention_files, out, todo, reports):
     """A worker: one thread, the base from its folder, then jobs until none is left."""
-    job = None
+    me = multiprocessing.current_process().name
+    where = "starting the worker"
     try:
         torch.set_num_threads(1)
         transformers_logging.disable_progress_bar()  # the main process shows the workers' progress, in one bar
-        model, processor = load_vlm(base)
-        if base_fingerprint(model) != fingerprint:
-            raise RouteloraError(f"the base model in {base} is not the one in memory; save it there first")
+        model, processor = load_vlm(base, dtype=settings["dtype"], device="cpu")
+        same = base_fingerprint(model) == settings["fingerprint"]
+        if not same or list(get_layout(model).targets) != settings["targets"]:
+            raise RouteloraError(f"the base model in {base} is not the one in memory (weights or adapter targets); "
+                                 "save it there first, or give workers: 1")  # fmt: skip
         tasks = [load_task(Path(path)) for path in task_files]
         retention = [load_task(Path(path)) for path in retention_files]
         out = Path(out)
@@ -168,20 +212,22 @@ def _work(config: StreamConfig, base: str, fingerprint: str, task_files, retenti
         scores = scorer(config, model, processor, [*tasks, *retention], progress=False)
         while (job := todo.get()) is not None:
             kind, names = job
+            where = f"{kind} {', '.join(Path(name).stem for name in names)}"
+            reports.put((me, "took", where))
             start = time.perf_counter()
             if kind == "expert":
                 task = load_task(Path(names[0]))
                 shared.expert(model, processor, task, config.expert, config.gates)
-                reports.put(("done", f"{task.name} expert {time.perf_counter() - start:.0f} s"))
+                reports.put((me, "done", f"{task.name} expert {time.perf_counter() - start:.0f} s"))
                 continue
             methods = stream_methods(replace(config, methods=names), shared, retention)
 
             def on_row(method: str, step: int, seconds: float) -> None:
-                reports.put(("done", f"{method} step {step} {seconds:.0f} s"))
+                reports.put((me, "done", f"{method} step {step} {seconds:.0f} s"))
 
             learn_rows(methods, model, processor, tasks, retention, out, scores, zero_shot, on_row=on_row)
     except BaseException as error:  # noqa: BLE001 - every failure goes back to the main process, with its job
-        detail = str(error) if isinstance(error, RouteloraError) else traceback.format_exc()  # ours are one line
-        where = "loading the base" if job is None else f"{job[0]} {', '.join(Path(n).stem for n in job[1])}"
-        reports.put(("failed", f"{where}: {detail}"))
+        if not isinstance(error, RouteloraError):  # a bug, not bad input: its traceback, on this worker's stderr
+            traceback.print_exc()
+        reports.put((me, "failed", f"{where}: {type(error).__name__}: {error}".replace("\n", " ")))
         raise SystemExit(1) from None
