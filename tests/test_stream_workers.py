@@ -8,9 +8,10 @@ from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.errors import RouteloraError
 from routelora.experts.expert import load_expert
+from routelora.methods.shared import SharedExperts
 from routelora.models import load_vlm
 from routelora.models.checkpoint import save_checkpoint
-from routelora.stream import run_stream
+from routelora.stream import run_stream, stream_methods
 from routelora.stream.workers import stream_jobs
 from test_stream import _config
 from tiny_tasks import CORPUS, colour_and_shape, write_task
@@ -73,7 +74,8 @@ def test_workers_learn_what_one_thread_learns(saved, tmp_path, monkeypatch):
 
 def test_jobs_put_own_training_first_and_keep_replay_with_sequential(saved):
     _, _, tasks, retention, extra = saved
-    jobs = stream_jobs(_config(methods=[*METHODS, "text-prototypes"], workers=2), [*tasks, extra], retention)
+    methods = stream_methods(_config(methods=[*METHODS, "text-prototypes"], workers=2), SharedExperts(), retention)
+    jobs = stream_jobs(methods, [*tasks, extra])
     assert jobs[0] == ("methods", ["multitask-lora"])
     assert ("methods", ["sequential-full", "replay"]) in jobs and ("methods", ["replay"]) not in jobs
     kinds = [kind for kind, _ in jobs]

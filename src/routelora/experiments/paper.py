@@ -34,6 +34,7 @@ from routelora.methods.shared import SharedExperts
 from routelora.models import load_vlm
 from routelora.routing.config import PAPER_ROUTER, RouterConfig
 from routelora.stream import StreamConfig, resolve_tasks, run_stream
+from routelora.stream.workers import workers_refusal
 from routelora.training.distributed import process_state
 
 ADDITIONS = (("entailment", "caption"), ("meme",), ("genre",), ("chart_trend",), ("text_entailment",))
@@ -91,9 +92,8 @@ def run_paper(config: PaperConfig, out: str | Path, progress: bool = True) -> di
     timings["world and base"] = time.perf_counter() - start
     model, processor = load_vlm(base)
     stream_config = config.stream
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    if stream_config.workers > 1 and (process_state().num_processes > 1 or not on_cpu):
-        stream_config = replace(stream_config, workers=1)  # workers are a CPU's trade; accelerate splits batches
+    if stream_config.workers > 1 and workers_refusal(model) is not None:  # under accelerate, on a GPU
+        stream_config = replace(stream_config, workers=1)
     tasks = [load_task(path) for path in resolve_tasks(stream_config.tasks, world)]
     retention = [load_task(path) for path in resolve_tasks(stream_config.retention, world)]
     extra = {

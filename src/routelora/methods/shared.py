@@ -79,8 +79,7 @@ class SharedExperts:
     ) -> bool:
         """Whether the store holds ``task``'s expert under ``recipe`` (and ``gates``) already."""
         key = _key(task, recipe, gates, model)
-        stored = self.root is not None and (self.root / f"{task.name}-{key}" / COST_FILE).is_file()
-        return key in self._memory or stored
+        return key in self._memory or self._stored(key, task.name) is not None
 
     def reused(self, parts: tuple, compute: Callable[[], object]):
         """``compute()``'s result, computed once per ``parts`` (a key of JSON-able values that names everything
@@ -121,14 +120,18 @@ class SharedExperts:
     def _get(self, key: str, name: str) -> tuple[Expert, TrainingCost] | None:
         if key in self._memory:
             return self._memory[key]
-        if self.root is None:
-            return None
-        directory = self.root / f"{name}-{key}"
-        if not (directory / COST_FILE).is_file():
+        directory = self._stored(key, name)
+        if directory is None:
             return None
         found = load_expert(directory), TrainingCost(**io.read_json(directory / COST_FILE))
         self._memory[key] = found
         return found
+
+    def _stored(self, key: str, name: str) -> Path | None:
+        """The key's expert directory, where it was written in full (its cost file is written last)."""
+        if self.root is None or not (self.root / f"{name}-{key}" / COST_FILE).is_file():
+            return None
+        return self.root / f"{name}-{key}"
 
     def _put(self, key: str, name: str, expert: Expert, cost: TrainingCost) -> tuple[Expert, TrainingCost]:
         state = process_state()

@@ -51,16 +51,15 @@ def run_stream(
     out = Path(out)
     if not resume and out.exists():
         shutil.rmtree(out)
-    if config.workers > 1:
-        check_workers(model)  # before anything is evaluated
+    base = check_workers(model) if config.workers > 1 else None  # refused before anything is evaluated
     _check_same_stream(out, config, model, tasks, retention)
     shared = SharedExperts(out / "experts")
     methods = stream_methods(config, shared, retention)
     evaluated = [*tasks, *retention]
     scores = scorer(config, model, processor, evaluated, progress)
     zero_shot = _cached(out / "zero-shot.json", lambda: {"scores": scores(base_condition(), "zero-shot")})
-    if config.workers > 1:
-        learn_in_workers(config, model, tasks, retention, out, prefetch, progress)
+    if base is not None:
+        learn_in_workers(config, model, base, tasks, retention, out, prefetch, progress)
         resume = True  # every row is in ``out`` now, whether or not the stream started over
     results = learn_rows(methods, model, processor, tasks, retention, out, scores, zero_shot["scores"], resume,
                          progress)  # fmt: skip

@@ -80,12 +80,12 @@ def learn_rows(
         bar = tqdm(methods.items(), desc=f"step {step}/{len(tasks)}: {task.name}", disable=not progress)
         for name, method in bar:
             joint = getattr(method, "joint", False)
-            if joint and step < len(tasks):
+            if step not in method_steps(method, len(tasks)):
                 continue
-            folder = out / "methods" / name
-            row_path = folder / f"step-{step}.json"
-            if resume and row_path.is_file():
-                results[name].add(step, io.read_json(row_path))
+            path = row_path(out, name, step)
+            folder = path.parent
+            if resume and path.is_file():
+                results[name].add(step, io.read_json(path))
                 continue
             previous = states.pop(name, None)
             if previous is None and step > 1 and not joint:
@@ -100,20 +100,33 @@ def learn_rows(
             state_folder = folder / f"state-{step}"
             main_writes(save_state, state, state_folder)
             evaluation_start = time.perf_counter()
+            row_scores = scores(method_condition(method, state), name)
+            kept_samples, kept_bytes = _kept(state)
             row = {
-                "scores": scores(method_condition(method, state), name),
+                "scores": row_scores,
                 "learn_seconds": learned,
                 "eval_seconds": time.perf_counter() - evaluation_start,
                 "cost": asdict(cost),
-                "stored_bytes": tensor_bytes(state_folder) + _kept(state)[1],
-                "kept_samples": _kept(state)[0],
+                "stored_bytes": tensor_bytes(state_folder) + kept_bytes,
+                "kept_samples": kept_samples,
             }
-            main_writes(_write_row, row_path, row, folder, state_folder)
+            main_writes(_write_row, path, row, folder, state_folder)
             results[name].add(step, row)
             states[name] = state
             on_row(name, step, learned + row["eval_seconds"])
         say(_step_line(step, len(tasks), task.name, results, names, time.perf_counter() - start))
     return results
+
+
+def method_steps(method: Method, tasks: int) -> range:
+    """The steps after which ``method`` has a row: every one, or the last only for a method that learns every
+    task at once (``joint``)."""
+    return range(tasks, tasks + 1) if getattr(method, "joint", False) else range(1, tasks + 1)
+
+
+def row_path(out: Path, method: str, step: int) -> Path:
+    """Where ``method``'s row after ``step`` is written in the stream folder ``out``."""
+    return out / "methods" / method / f"step-{step}.json"
 
 
 def scorer(config: StreamConfig, model: nn.Module, processor, evaluated: list[TaskConfig], progress: bool) -> Scores:

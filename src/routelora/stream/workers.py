@@ -36,25 +36,23 @@ from routelora import io
 from routelora.data.task import TaskConfig, load_task
 from routelora.errors import RouteloraError
 from routelora.experts.fingerprint import base_fingerprint
+from routelora.methods import Method
 from routelora.methods.multitask import MultiTaskLearning
 from routelora.methods.sequential import SequentialFineTuning
 from routelora.methods.shared import SharedExperts
 from routelora.models import load_vlm
 from routelora.models.layout import get_layout
 from routelora.stream.config import StreamConfig
-from routelora.stream.steps import learn_rows, scorer, stream_methods
+from routelora.stream.steps import learn_rows, method_steps, row_path, scorer, stream_methods
 from routelora.training.distributed import process_state
 
 TOGETHER = (("sequential-full", "replay"),)
 """Methods that share work in memory (replay's first task is sequential fine-tuning's), run in one job."""
 
 
-def stream_jobs(
-    config: StreamConfig, experts: list[TaskConfig], retention: list[TaskConfig]
-) -> list[tuple[str, list[str]]]:
-    """The jobs of a stream whose shared ``experts`` are still to train, in the order they are taken:
-    ``("methods", names)`` or ``("expert", [task file])``."""
-    methods = stream_methods(config, SharedExperts(), retention)
+def stream_jobs(methods: dict[str, Method], experts: list[TaskConfig]) -> list[tuple[str, list[str]]]:
+    """The jobs of a stream's ``methods`` (by name, as :func:`stream_methods` builds them) whose shared ``experts``
+    are still to train, in the order they are taken: ``("methods", names)`` or ``("expert", [task file])``."""
     own = [name for name, method in methods.items() if isinstance(method, (MultiTaskLearning, SequentialFineTuning))]
     jobs, placed = [], set()
     for name in sorted(own, key=lambda name: not getattr(methods[name], "joint", False)):  # joint ones: longest
@@ -73,30 +71,40 @@ def stream_jobs(
     ]
 
 
-def check_workers(model: nn.Module) -> str:
-    """The folder workers load ``model`` from; refuses, in one line, a run they cannot share.
-
-    Raises:
-        RouteloraError: under ``accelerate launch`` (its processes already split each batch), a model off the CPU
-            (one thread per worker is a CPU's trade), or a model with no folder to load from.
-    """
+def workers_refusal(model: nn.Module) -> str | None:
+    """Why workers cannot learn a stream of ``model``, in one line, or None where they can: under ``accelerate
+    launch`` (its processes already split each batch), a model off the CPU (one thread per worker is a CPU's
+    trade), or a model with no folder to load from."""
     if process_state().num_processes > 1:
-        raise RouteloraError("workers > 1 cannot run under `accelerate launch`; give workers: 1 there")
+        return "workers > 1 cannot run under `accelerate launch`; give workers: 1 there"
     device = next(model.parameters()).device
     if device.type != "cpu":
-        raise RouteloraError(f"workers > 1 is for a model on the CPU, and this one is on {device}; give workers: 1")
+        return f"workers > 1 is for a model on the CPU, and this one is on {device}; give workers: 1"
     base = getattr(model, "name_or_path", "") or ""
     if not base or not (Path(base) / "config.json").is_file():
-        raise RouteloraError(
+        return (
             f"workers > 1 loads the base model from its folder, and this model has none ({base!r}); load it with "
             "routelora.load_vlm from a folder, or give workers: 1"
         )
-    return base
+    return None
+
+
+def check_workers(model: nn.Module) -> str:
+    """The folder workers load ``model`` from.
+
+    Raises:
+        RouteloraError: workers cannot learn a stream of ``model`` (:func:`workers_refusal` says why).
+    """
+    refusal = workers_refusal(model)
+    if refusal is not None:
+        raise RouteloraError(refusal)
+    return model.name_or_path
 
 
 def learn_in_workers(
     config: StreamConfig,
     model: nn.Module,
+    base: str,
     tasks: list[TaskConfig],
     retention: list[TaskConfig],
     out: Path,
@@ -104,23 +112,24 @@ def learn_in_workers(
     progress: bool = True,
 ) -> None:
     """Learn every row of the stream (and the experts of ``prefetch`` and of the stream's tasks) into ``out`` in
-    ``config.workers`` processes; returns when all are written.
+    ``config.workers`` processes, each loading ``model`` from ``base`` (its folder, :func:`check_workers`);
+    returns when all are written.
 
     Raises:
-        RouteloraError: the model has no folder to load from, the run is already one of several processes, or a
-            worker failed (its error and the job it ran are named).
+        RouteloraError: a worker failed or died (its error and the job it ran are named).
     """
-    base = check_workers(model)
     with_experts = [*tasks, *(task for task in prefetch if task.name not in {t.name for t in tasks})]
     shared = SharedExperts(out / "experts")
     missing = [task for task in with_experts if not shared.has(model, task, config.expert, config.gates)]
     methods = stream_methods(config, shared, retention)
-    steps = {name: [len(tasks)] if getattr(method, "joint", False) else range(1, len(tasks) + 1)
-             for name, method in methods.items()}  # fmt: skip
-    rows = sum(not (out / "methods" / name / f"step-{step}.json").is_file() for name in steps for step in steps[name])
+    rows = sum(
+        not row_path(out, name, step).is_file()
+        for name, method in methods.items()
+        for step in method_steps(method, len(tasks))
+    )
     if not rows and not missing:
         return  # a finished stream, resumed: nothing to learn
-    jobs = stream_jobs(config, missing, retention)
+    jobs = stream_jobs(methods, missing)
     context = multiprocessing.get_context("spawn")  # a forked process would inherit torch's thread pool
     todo, reports = context.Queue(), context.Queue()
     count = min(config.workers, len(jobs))
