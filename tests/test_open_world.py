@@ -15,19 +15,34 @@ from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.acceptance import (
     CALIBRATION_KEY,
+    CONVERSATION_CALIBRATION_KEY,
+    CONVERSATION_KEYS,
     REGION_KEYS,
+    SHRINKAGE_KEY,
     best_run_distances,
+    conversation_region,
     instruction_statistics,
+    region,
     region_statistics,
 )
 from routelora.gates.config import GateTrainConfig
 from routelora.gates.features import FeatureStatistics
-from routelora.gates.runs import FIXED, MAX_SEGMENTS, OUTSIDE, PromptLayout, run_features, run_spans, segment_ids
+from routelora.gates.runs import (
+    FIXED,
+    MAX_SEGMENTS,
+    OUTSIDE,
+    PromptLayout,
+    PromptRuns,
+    run_features,
+    run_spans,
+    segment_ids,
+)
 from routelora.gates.train import statistics_split, train_gates
 from routelora.nn import standardise, top_k_weights
 from routelora.routing.config import PAPER_OPEN, RouterConfig
 from routelora.routing.grouping import decide_routes
 from routelora.routing.model import attach_router
+from routelora.routing.regions import RegionTest
 
 GREETINGS = ["Hi!", "Hello there.", "Good morning!"]
 THANKS = ["Thanks!", "Thank you.", "Cheers!"]
@@ -62,8 +77,9 @@ def _task(root, name: str, question: str, answers: list[str], colours=("red", "b
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("open")
     model, processor = build_tiny_vlm(TinyVLMRecipe(), CORPUS)
-    colour = _task(root, "colour", "What colour is the square?", ["red", "blue"] * 12)
-    shape = _task(root, "shape", "What shape is it?", ["square", "circle"] * 12, colours=("green", "yellow"))
+    # 90 samples: a third held out to calibrate, a third of each part wrapped, enough for a conversation region
+    colour = _task(root, "colour", "What colour is the square?", ["red", "blue"] * 45)
+    shape = _task(root, "shape", "What shape is it?", ["square", "circle"] * 45, colours=("green", "yellow"))
     experts = {}
     for task in (colour, shape):
         expert, _ = train_expert(model, processor, task, ExpertTrainConfig(rank=4, steps=2, batch_size=4), False)
@@ -100,7 +116,7 @@ def test_a_prompt_is_cut_into_sentences_inside_the_chat_template():
     assert segments[0].tolist() == [OUTSIDE, FIXED, FIXED, 0, 0, 1, 1, 1, 2, FIXED, FIXED]
     assert segments[1].tolist() == [FIXED, FIXED, 0, 0, 0, FIXED, FIXED, *[OUTSIDE] * 4]
     embeddings = torch.randn(2, 11, 16)
-    features, valid = run_features(embeddings, segments, None, "text")
+    features, valid, remainders, dropped = run_features(embeddings, segments, None, "text")
     tokens = standardise(embeddings)
     spans = run_spans().tolist()
     assert spans[0] == [0, MAX_SEGMENTS - 1] and valid[0].sum() == 6 and valid[1].sum() == 1, "each run once"
@@ -109,6 +125,10 @@ def test_a_prompt_is_cut_into_sentences_inside_the_chat_template():
     alone = spans.index([1, 1])
     assert valid[0, alone] and not valid[1, alone]
     torch.testing.assert_close(features[0, alone], tokens[0, [1, 2, 5, 6, 7, 9, 10]].mean(0))
+    # what a run leaves out is the message's other sentences, without the template; the whole prompt leaves nothing
+    assert dropped[0, alone] and not dropped[0, 0] and not dropped[1].any()
+    torch.testing.assert_close(remainders[0, alone], tokens[0, [3, 4, 8]].mean(0))
+    torch.testing.assert_close(remainders[0, spans.index([0, 1])], tokens[0, [8]].mean(0))
 
 
 def test_a_sentence_of_stop_tokens_alone_is_in_no_run():
@@ -129,12 +149,22 @@ def test_a_region_is_drawn_from_each_prompts_instruction_run():
     features = torch.stack([whole, instructions], 1).float()  # (prompts, runs, F)
     valid = torch.ones(40, 2, dtype=torch.bool)
     valid[1::4, 1] = False  # some prompts are one sentence: their whole prompt is their only run
+    conversation = torch.randn(40, 3, generator=generator) + 2.0  # (prompts, W) what run 1 of a wrapped one leaves
+    remainders = torch.stack([torch.zeros(40, 3), conversation], 1)  # (prompts, runs, W)
+    dropped = torch.zeros(40, 2, dtype=torch.bool)
+    dropped[::4, 1] = True
     statistics = FeatureStatistics()
     statistics.add(whole)
-    found = instruction_statistics([(features[valid], valid)], statistics.tensors())
+    runs = PromptRuns(features[valid], valid, remainders[valid], dropped[valid])
+    found = instruction_statistics([runs], statistics.tensors())
     expected = FeatureStatistics()
     expected.add(instructions)
     for key, value in zip(REGION_KEYS, expected.tensors().values()):
+        torch.testing.assert_close(found[key], value, atol=1e-5, rtol=1e-5)
+    # what the instruction runs of the wrapped prompts left out is the conversation region's
+    left = FeatureStatistics()
+    left.add(conversation[::4])
+    for key, value in zip(CONVERSATION_KEYS, left.tensors().values()):
         torch.testing.assert_close(found[key], value, atol=1e-5, rtol=1e-5)
     region = region_statistics({**statistics.tensors(), **found})
     torch.testing.assert_close(region["routing.mean"], instructions.mean(0).float())
@@ -152,11 +182,56 @@ def test_best_run_distances_are_the_smallest_over_the_runs_that_exist(shared_tai
     means, roots = torch.randn(7, 4, dtype=torch.float64), torch.randn(7, 4, 4, dtype=torch.float64)
     found = best_run_distances(features, valid, means, roots, chunk=3, shared_tail=shared_tail)
     for row in range(3):
-        for region in range(7):
+        for index in range(7):
             each = [
-                ((features[row, r] - means[region]) @ roots[region]).square().sum() for r in range(5) if valid[row, r]
+                ((features[row, r] - means[index]) @ roots[index]).square().sum() for r in range(5) if valid[row, r]
             ]
-            torch.testing.assert_close(found[row, region], torch.stack(each).min())
+            torch.testing.assert_close(found[row, index], torch.stack(each).min())
+
+
+def test_each_expert_tests_only_the_runs_whose_remainder_its_conversation_region_holds():
+    generator = torch.Generator().manual_seed(0)
+    layout = PromptLayout(torch.tensor([5]), torch.tensor([1, 2]), torch.tensor([8, 9])).tensors()
+
+    def statistics(width: int) -> dict[str, torch.Tensor]:
+        found = FeatureStatistics()
+        found.add(torch.randn(50, width, generator=generator))
+        return found.tensors()
+
+    experts = []
+    for index in range(3):
+        prototypes = {**statistics(8), CALIBRATION_KEY: torch.rand(20, generator=generator).sort().values * 30}
+        prototypes |= {SHRINKAGE_KEY: torch.tensor([0.6]), **layout}
+        if index != 1:  # expert 1 has no conversation region
+            prototypes |= dict(zip(CONVERSATION_KEYS, statistics(4).values()))
+            prototypes[CONVERSATION_CALIBRATION_KEY] = torch.rand(20, generator=generator).sort().values * 8
+        experts.append(prototypes)
+    test = RegionTest(["a", "b", "c"], experts, quantile=0.9, margin=1.2)
+    runs = PromptRuns(
+        torch.randn(5, 6, 8, generator=generator),
+        torch.rand(5, 6, generator=generator) > 0.2,
+        torch.randn(5, 6, 4, generator=generator),
+        torch.rand(5, 6, generator=generator) > 0.4,
+    )
+    runs.valid[:, 0], runs.dropped[:, 0] = True, False  # the whole prompt leaves nothing out
+    runs.features[:, :, 4:] = runs.features[:, :1, 4:]  # the image part: the same in every run of a prompt
+    found = test(runs)  # (batch, experts)
+    for index, prototypes in enumerate(experts):
+        mean, root = region(prototypes, 0.6)
+        threshold = 1.2 * torch.quantile(prototypes[CALIBRATION_KEY].double(), 0.9)
+        for row in range(5):
+            counted = []
+            for run in range(6):
+                if not runs.valid[row, run]:
+                    continue
+                if index != 1 and runs.dropped[row, run]:
+                    centre, spread = conversation_region(prototypes)
+                    left = ((runs.remainders[row, run].double() - centre) @ spread).square().sum()
+                    if left > torch.quantile(prototypes[CONVERSATION_CALIBRATION_KEY].double(), 0.9) * (1 + 1e-4):
+                        continue
+                counted.append(((runs.features[row, run].double() - mean) @ root).square().sum())
+            expected = torch.stack(counted).min() / threshold if counted else torch.tensor(torch.inf)
+            torch.testing.assert_close(found[row, index].double(), expected.double(), rtol=1e-3, atol=1e-5)
 
 
 def test_statistics_and_calibration_never_share_a_prompt():
@@ -181,15 +256,45 @@ def test_a_library_of_experts_alone_sends_a_general_question_to_the_base(world):
 def test_a_wrapped_instruction_reaches_its_expert_and_a_wrapped_question_does_not(world):
     model, processor, experts, tasks = world
     both = [experts["colour"], experts["shape"]]
-    # words the statistics never saw, around the instruction: its run of sentences is the bare instruction
-    wrapped = "<image>\nGood day to you.\nWhat colour is the square?\nCheers, friend!"
-    assert _routes(model, processor, both, _samples(tasks["colour"], wrapped)) == [0] * 6
+    # the instruction's run of sentences is the bare instruction, and what it leaves out is conversation
     assert (
-        _routes(model, processor, both, _samples(tasks["shape"], "<image>\nGood day.\nWhat shape is it?\nThank you."))
+        _routes(model, processor, both, _samples(tasks["colour"], f"<image>\nHello there. {COLOUR} Cheers!"))
+        == [0] * 6
+    )
+    assert (
+        _routes(model, processor, both, _samples(tasks["shape"], "<image>\nHi! What shape is it? Thank you."))
         == [1] * 6
     )
-    general = "<image>\nGood day to you.\nHow tall is the bar?\nCheers, friend!"
+    general = "<image>\nHello there. How tall is the bar? Cheers!"
     assert _routes(model, processor, both, _samples(tasks["colour"], general)) == [-1] * 6
+    # words no prompt of the task ever used around it: six greetings and thanks make a narrow conversation region
+    # (the world's 14 greetings, 14 contexts and 12 thanks reach held-out ones, docs/routing.md); any run counts
+    # without it
+    unseen = f"<image>\nGood day to you. {COLOUR} Cheers, friend!"
+    assert _routes(model, processor, both, _samples(tasks["colour"], unseen), conversation_region=False) == [0] * 6
+    general = "<image>\nGood day to you. How tall is the bar? Cheers, friend!"
+    assert _routes(model, processor, both, _samples(tasks["colour"], general), conversation_region=False) == [-1] * 6
+
+
+OPTIONS = "<image>\nWhat colour is the square? A. red B. blue Answer with the letter."
+"""A general question in multiple-choice form: its first sentence alone is the colour task's instruction."""
+COLOUR = "What colour is the square?"
+
+
+def test_a_question_with_its_options_left_out_is_not_a_tasks_request(world):
+    model, processor, experts, tasks = world
+    colour = [experts["colour"]]
+    assert CONVERSATION_CALIBRATION_KEY in experts["colour"].prototypes, "its wrapped prompts left conversation out"
+    samples = _samples(tasks["colour"], OPTIONS)
+    assert _routes(model, processor, colour, samples, conversation_region=False) == [0] * 6, "any run counts"
+    assert _routes(model, processor, colour, samples) == [-1] * 6, "the options are no conversation"
+
+
+def test_an_expert_without_a_conversation_region_lets_any_run_count(world):
+    model, processor, experts, tasks = world
+    bare = {k: v for k, v in experts["colour"].prototypes.items() if not k.startswith("routing.conversation")}
+    older = [dataclasses.replace(experts["colour"], prototypes=bare)]  # as an older routelora wrote it
+    assert _routes(model, processor, older, _samples(tasks["colour"], OPTIONS)) == [0] * 6
 
 
 def test_an_experts_region_does_not_move_when_others_join(world):

@@ -9,6 +9,7 @@ tokens), so the base prefill's output layer is cheap and the measured overhead i
 
 import math
 import statistics
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,11 +20,17 @@ from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
 from routelora.embedded.world.scenes import sample_scene
 from routelora.experts.expert import EMBEDDINGS_KEY, Expert
 from routelora.experts.fingerprint import base_fingerprint
-from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE, SHRINKAGE_KEY
+from routelora.gates.acceptance import (
+    CALIBRATION_KEY,
+    CONVERSATION_CALIBRATION_KEY,
+    CONVERSATION_KEYS,
+    SHRINKAGE,
+    SHRINKAGE_KEY,
+)
 from routelora.gates.features import COUNT_KEY, FEATURE_PARTS, MEAN_KEY, SCATTER_KEY, part_width
 from routelora.gates.runs import PromptLayout
 from routelora.models.layout import get_layout
-from routelora.routing.config import PRESETS
+from routelora.routing.config import PRESETS, RouterConfig
 from routelora.routing.context import IMAGE
 from routelora.routing.model import attach_router
 
@@ -58,9 +65,12 @@ def random_experts(
         prototypes |= random_statistics(width, generator)
         if prompt_layout is not None:
             distances = torch.rand(128, generator=generator).sort().values * 2 * width  # about the features' scale
+            conversation = random_statistics(width // len(FEATURE_PARTS["text_image"]), generator)
             prototypes |= {
                 CALIBRATION_KEY: distances,
                 SHRINKAGE_KEY: torch.tensor([SHRINKAGE]),
+                **dict(zip(CONVERSATION_KEYS, conversation.values())),
+                CONVERSATION_CALIBRATION_KEY: distances / 2,
                 **prompt_layout.tensors(),
             }
         metadata = {"name": f"expert{index}", "base_fingerprint": fingerprint, "targets": list(layout.targets)}
@@ -87,12 +97,13 @@ def random_statistics(width: int, generator: torch.Generator) -> dict[str, torch
 
 
 def prefill_batch(processor, batch: int, words: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``batch`` prompts of one scene image and about ``words`` words each."""
+    """``batch`` prompts of one scene image and about ``words`` words each, in sentences of six words (the regions'
+    most runs, and remainders, from about 72 words on)."""
     import random
 
     rng = random.Random(seed)
     images = [sample_scene(rng, 1, 3).render(processor.image_processor.size["height"]) for _ in range(batch)]
-    text = " ".join(["describe the shapes in the picture"] * max(1, words // 6))
+    text = " ".join(["describe the shapes in the picture."] * max(1, words // 6))
     messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]] * batch
     prompts = [processor.apply_chat_template(m, add_generation_prompt=True) for m in messages]
     return dict(processor(images=images, text=prompts, return_tensors="pt", padding=True))
@@ -125,14 +136,24 @@ def bench_shape(
         row[f"{name}_ratio"] = statistics.median(samples[name]) / base
     row["decision_s"] = decision_seconds(model, library, skills, inputs, repeats)
     row["decision_share"] = row["decision_s"] / base
+    any_run = replace(PRESETS["routelora"], conversation_region=False)
+    row["decision_any_run_share"] = decision_seconds(model, library, skills, inputs, repeats, any_run) / base
     return row
 
 
-def decision_seconds(model: nn.Module, library: list[Expert], skills: dict, inputs: dict, repeats: int) -> float:
+def decision_seconds(
+    model: nn.Module,
+    library: list[Expert],
+    skills: dict,
+    inputs: dict,
+    repeats: int,
+    config: RouterConfig | None = None,
+) -> float:
     """Median seconds of the default router's decision alone (pooled features, the experts' regions over every run
-    of the prompts' sentences, and the discriminant) for one batch."""
+    of the prompts' sentences with their conversation regions, and the discriminant) for one batch; or of
+    ``config``'s."""
     language_model = model.get_submodule(get_layout(model).language_model)
-    with attach_router(model, library, PRESETS["routelora"], base_prototypes=skills) as router:
+    with attach_router(model, library, config or PRESETS["routelora"], base_prototypes=skills) as router:
         captured = {}
 
         def grab_embeddings(module: nn.Module, args: tuple, kwargs: dict) -> None:

@@ -97,6 +97,7 @@ def bench_decision(config: DecisionBenchConfig) -> str:
         )
     environment = _environment()
     head = ["shape", "prompt tokens", "base prefill", *(f"{name} / base" for name in PRESETS), "decision / base"]
+    head.append("decision, any run / base")
     lines = [
         f"float32, CPU, torch {environment['torch']}, {environment['threads']} threads; {config.experts} random "
         f"experts of rank {config.rank} and 3 base candidates; median of {config.repeats}; load average "
@@ -108,7 +109,7 @@ def bench_decision(config: DecisionBenchConfig) -> str:
     for row in rows:
         cells = [row["shape"], str(row["tokens"]), f"{1000 * row['base_s']:.1f} ms"]
         cells += [f"{row[f'{name}_ratio']:.3f}" for name in PRESETS]
-        cells += [f"{row['decision_share']:.4f}"]
+        cells += [f"{row['decision_share']:.4f}", f"{row['decision_any_run_share']:.4f}"]
         lines.append("| " + " | ".join(cells) + " |")
     for row in rows:
         overhead = row["routelora_ratio"] - 1

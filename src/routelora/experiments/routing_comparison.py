@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 from routelora import io
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
@@ -38,7 +40,9 @@ from routelora.gates.train import GateTrainConfig, train_gates
 from routelora.models import load_vlm
 from routelora.reports.plots import confusion_heatmap
 from routelora.reports.tables import comparison_markdown, confusion_markdown, regions_markdown
-from routelora.routing.config import PRESETS
+from routelora.routing.config import PRESETS, RouterConfig
+from routelora.routing.grouping import decide_routes
+from routelora.routing.model import attach_router
 
 SPECIALISED = tasks_of_kind("specialised")
 RETENTION = tasks_of_kind("retention")
@@ -51,6 +55,14 @@ EXPERT_RECIPE = ExpertTrainConfig(rank=8, alpha=16, lr=4e-3, steps=1200, batch_s
 GATE_RECIPE = GateTrainConfig()
 ROUTERS = ("routelora", "text-prototypes", "paper", "paper-open")
 """The presets compared, under every protocol."""
+TRADE = {
+    "margin 1.1, any run (before)": RouterConfig(acceptance_margin=1.1, conversation_region=False),
+    "margin 1.1": RouterConfig(acceptance_margin=1.1),
+    "margin 1.2 (default)": RouterConfig(),
+    "margin 1.25": RouterConfig(acceptance_margin=1.25),
+    "margin 1.3": RouterConfig(acceptance_margin=1.3),
+}
+"""The regions' settings whose routing (no general data) the comparison shows side by side."""
 
 
 def build_library(base: Path, world: Path, library: Path, limit_steps: int | None = None) -> ExpertLibrary:
@@ -148,11 +160,49 @@ def run(out: Path, limit: int, expert_steps: int | None = None) -> dict:
     sections += _sections(
         suite, "outside (conversation and questions the world never uses)", [t.name for t in outside], out
     )
+    splits = {split: [t for t in tasks.values() if getattr(t.data, split) is not None] for split in SPLITS}
+    trade = region_trade(model, processor, experts, {**splits, "outside": outside}, limit)
+    results["trade"] = trade
+    sections += trade_markdown(trade)
     results["seconds"] = time.perf_counter() - start
     io.write_json(out / "results.json", results, indent=1)
     io.atomic_write(out / "results.md", "\n".join(sections).encode())
     print(f"done in {results['seconds']:.0f} s; results in {out}")
     return results
+
+
+def region_trade(model, processor, experts, tasks: dict[str, list], limit: int) -> dict:
+    """Share of each task's first ``limit`` sequences sent to its own candidate (its expert, else the base model)
+    under every setting of :data:`TRADE`, per split: decided as a prefill decides, nothing generated."""
+    collator = VLMCollator(processor)
+    index = {expert.metadata.get("task", expert.name): i for i, expert in enumerate(experts)}
+    found: dict = {}
+    for label, config in TRADE.items():
+        with attach_router(model, experts, config) as router:
+            for split, evaluated in tasks.items():
+                for task in evaluated:
+                    samples = load_split(task, "test" if split == "outside" else split, limit=limit).samples
+                    routes = torch.cat(
+                        [
+                            decide_routes(router, collator(samples[i : i + 32], with_answers=False))[:, 0]
+                            for i in range(0, len(samples), 32)
+                        ]
+                    )  # (samples,) -1: the base model
+                    own = float((routes == index.get(task.name, -1)).float().mean())
+                    found.setdefault(split, {}).setdefault(task.name, {})[label] = own
+    return found
+
+
+def trade_markdown(trade: dict) -> list[str]:
+    labels = list(TRADE)
+    lines = ["## The regions' trade (routelora, no general data): share of each task's sequences to its own", ""]
+    for split, rows in trade.items():
+        lines += [f"### {split}", "", "| task | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
+        for task, shares in rows.items():
+            lines.append(f"| {task} | " + " | ".join(f"{shares[label]:.2f}" for label in labels) + " |")
+        lines.append("")
+    print("\n".join(lines), flush=True)
+    return lines
 
 
 def _merge(suite: SuiteResult, other: SuiteResult) -> None:

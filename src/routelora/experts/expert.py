@@ -11,8 +11,11 @@ Layout of an expert directory::
                                 feature statistics (routelora.gates.features); routing.calibration (n,) the
                                 sorted distances of held-out prompts to the region, routing.region_count (1,),
                                 routing.region_mean (F,), routing.region_scatter (F, F) of the region (the same
-                                statistics over each prompt's instruction run), routing.acceptance_shrinkage (1,)
-                                and the prompt layout's token ids, int64 (routelora.gates.acceptance, .runs)
+                                statistics over each prompt's instruction run), routing.conversation_count (1,),
+                                routing.conversation_mean (W,), routing.conversation_scatter (W, W) and
+                                routing.conversation_calibration (m,) of what those runs leave out (where they
+                                leave something out), routing.acceptance_shrinkage (1,) and the prompt layout's
+                                token ids, int64 (routelora.gates.acceptance, .runs)
     expert.json                 name, task, base_fingerprint, rank, alpha, targets, training, gate_training, ...
     loss_log.json               optional: the training run's losses
 
@@ -45,6 +48,7 @@ PROTOTYPES = "prototypes.safetensors"
 EMBEDDINGS_KEY = "input_embeddings"
 """Key of the input-embedding prototype in a prototypes file (the other keys are module names and ``routing.*``)."""
 STATISTICS_SCATTER, REGION_SCATTER = "routing.scatter", "routing.region_scatter"
+CONVERSATION_SCATTER = "routing.conversation_scatter"
 """The two matrices in a prototypes file: the scatter of whole prompts' features (:mod:`routelora.gates.features`)
 and that of their instructions' runs (:mod:`routelora.gates.acceptance`)."""
 EXPERT_JSON = "expert.json"
@@ -218,7 +222,7 @@ def _read_prototypes(path: Path, input_sizes: dict[str, int]) -> dict[str, torch
             raise ExpertFormatError(
                 f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({input_sizes[name]},)"
             )
-        if vector.dim() != (2 if name in (STATISTICS_SCATTER, REGION_SCATTER) else 1):
+        if vector.dim() != (2 if name in (STATISTICS_SCATTER, REGION_SCATTER, CONVERSATION_SCATTER) else 1):
             raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
     return {name: vector.float() if vector.is_floating_point() else vector for name, vector in prototypes.items()}
 

@@ -13,8 +13,17 @@ a multiple of the identity,
 gives each input's squared distance ``d(x) = (x - m) . C^-1 (x - m)`` to the task, for the run of the input's
 sentences that fits the task best. The distances of the task's own held-out training prompts (never among those
 the statistics came from) are saved sorted; an expert accepts an input whose distance is at most a chosen quantile
-of them, times a margin. Nothing here reads another task's data or the library the expert joins, so a threshold
-never changes when experts come and go (a shared covariance would move every threshold with each new expert).
+of them, times a margin.
+
+A run is only as good as what it leaves out. The sentences that the training prompts' instruction runs leave out
+are the conversation around them (a greeting, a sentence of context, thanks); their pooled text gets statistics of
+its own, the task's conversation region, calibrated the same way on the held-out prompts. A run whose remainder
+lies outside it is not the task's instruction with conversation around it but part of something else (the
+question of a multiple-choice prompt without its options, which can read like a caption request), and the expert
+does not test it. A task whose prompts never leave a sentence out has no conversation region, and any run counts.
+
+Nothing here reads another task's data or the library the expert joins, so a threshold never changes when experts
+come and go (a shared covariance would move every threshold with each new expert).
 Written by hand because neither peft nor transformers has out-of-distribution tests for adapters.
 """
 
@@ -27,9 +36,9 @@ from tqdm.auto import tqdm
 
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import Sample
-from routelora.experts.expert import REGION_SCATTER
+from routelora.experts.expert import CONVERSATION_SCATTER, REGION_SCATTER
 from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, FeatureStatistics, language_model_inputs
-from routelora.gates.runs import PromptLayout, image_width, run_features, segment_ids
+from routelora.gates.runs import PromptLayout, PromptRuns, run_features, segment_ids
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 
 SHRINKAGE = 0.6
@@ -43,6 +52,12 @@ file."""
 REGION_KEYS = ("routing.region_count", "routing.region_mean", REGION_SCATTER)
 """Where the region's count, mean and scatter (over the prompts' instruction runs) live; a file without them (written
 by an older routelora) has its region drawn from the whole prompts' statistics."""
+CONVERSATION_KEYS = ("routing.conversation_count", "routing.conversation_mean", CONVERSATION_SCATTER)
+CONVERSATION_CALIBRATION_KEY = "routing.conversation_calibration"
+"""Where the statistics of what the instruction runs leave out (text only), and the held-out prompts' sorted
+distances to them, live; a file without them has no conversation region."""
+MIN_CONVERSATION = 8
+"""Fewest left-out parts (in the statistics, and in the calibration) that make a conversation region."""
 REFINEMENTS = 2
 """Rounds of finding each prompt's instruction run and taking the statistics again; a third moved no threshold of
 the world's tasks by more than 1%."""
@@ -74,11 +89,13 @@ def best_run_distances(
     roots: torch.Tensor,
     chunk: int = 8,
     shared_tail: int = 0,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(batch, regions) each input's smallest squared distance to each region over its runs (inf: no run).
 
-    features: (batch, runs, F); valid: (batch, runs) bool; means: (regions, F); roots: (regions, F, F). Only the
-    runs that exist are scored, ``chunk`` regions at a time, so that a large library needs no
+    features: (batch, runs, F); valid: (batch, runs) bool; means: (regions, F); roots: (regions, F, F); allowed:
+    (batch, runs, regions) bool, the runs each region may test (all where None). Only the runs that exist are
+    scored, ``chunk`` regions at a time, so that a large library needs no
     (batch, runs, regions, F) tensor. The last ``shared_tail`` features are the same for every run of an input (the
     image part): ``(x - m) R = x_head R_head + x_tail R_tail - m R`` projects them once per input, not once per run,
     which halves the decision's largest product for text-and-image features.
@@ -88,6 +105,7 @@ def best_run_distances(
     kept = features[valid][:, :head]  # (kept runs, head)
     owner = valid.nonzero()[:, 0]  # (kept runs,) the input each kept run belongs to
     tail = features[:, 0, head:]  # (batch, shared_tail)
+    permitted = allowed[valid] if allowed is not None else None  # (kept runs, regions)
     best = features.new_full((batch, len(means)), torch.inf)
     for start in range(0, len(means), chunk):
         root = roots[start : start + chunk].to(kept)  # (c, F, F)
@@ -96,6 +114,8 @@ def best_run_distances(
         if shared_tail:
             projected = projected + torch.einsum("bf,cfg->bcg", tail, root[:, head:])[owner]
         distances = projected.square().sum(-1)  # (kept runs, c)
+        if permitted is not None:
+            distances = distances.masked_fill(~permitted[:, start : start + chunk], torch.inf)
         index = owner[:, None].expand_as(distances)
         best[:, start : start + chunk] = best[:, start : start + chunk].scatter_reduce(
             0, index, distances, reduce="amin"
@@ -103,24 +123,46 @@ def best_run_distances(
     return best
 
 
-def instruction_statistics(
-    runs: Sequence[tuple[torch.Tensor, torch.Tensor]], statistics: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
+def instruction_statistics(runs: Sequence[PromptRuns], statistics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The region's statistics (:data:`REGION_KEYS`): starting from the whole prompts' ``statistics``, those of each
-    prompt's best-fitting run, :data:`REFINEMENTS` times. runs: per batch, the features of the runs that exist
-    (kept runs, F) and which runs those are, (batch, runs) bool (:func:`prompt_runs`' ``valid``)."""
+    prompt's best-fitting run, :data:`REFINEMENTS` times; with the statistics of what those runs leave out
+    (:data:`CONVERSATION_KEYS`) where at least :data:`MIN_CONVERSATION` leave something out. runs: per batch, the
+    runs that exist only (:func:`kept_runs`)."""
     current = {key: statistics[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY)}
     for _ in range(REFINEMENTS):
-        mean, root = region(current)
         found = FeatureStatistics()
-        for kept, valid in runs:
-            distances = torch.full(valid.shape, torch.inf, dtype=torch.float64)  # (batch, runs)
-            distances[valid] = ((kept.double() - mean) @ root).square().sum(-1)
-            position = torch.full(valid.shape, -1, dtype=torch.long)
-            position[valid] = torch.arange(len(kept))
-            found.add(kept[position[torch.arange(len(valid)), distances.argmin(1)]])  # (batch, F) each best run
+        for batch in runs:
+            found.add(batch.features[best_runs(batch, *region(current))[1]])  # (batch, F) each best run
         current = found.tensors()
-    return dict(zip(REGION_KEYS, (current[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY))))
+    result = dict(zip(REGION_KEYS, (current[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY))))
+    conversation = FeatureStatistics()
+    for batch in runs:
+        best = best_runs(batch, *region(current))[1]
+        left = batch.remainders[best][batch.dropped[best]]  # (left out, W)
+        if len(left):
+            conversation.add(left)
+    if conversation.count >= MIN_CONVERSATION:
+        result |= dict(zip(CONVERSATION_KEYS, conversation.tensors().values()))
+    return result
+
+
+def kept_runs(runs: PromptRuns) -> PromptRuns:
+    """The runs that exist, flattened (kept runs, ...), beside the batch's ``valid`` (batch, runs): the form
+    :func:`instruction_statistics` keeps of every batch."""
+    valid = runs.valid
+    return PromptRuns(runs.features[valid].cpu(), valid.cpu(), runs.remainders[valid].cpu(), runs.dropped[valid].cpu())
+
+
+def best_runs(runs: PromptRuns, mean: torch.Tensor, root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each prompt's best-fitting run of a :func:`kept_runs` batch: its squared distance (batch,) and where it is
+    among the kept runs (batch,)."""
+    valid = runs.valid
+    distances = torch.full(valid.shape, torch.inf, dtype=torch.float64)  # (batch, runs)
+    distances[valid] = ((runs.features.double() - mean) @ root).square().sum(-1)
+    position = torch.full(valid.shape, -1, dtype=torch.long)
+    position[valid] = torch.arange(int(valid.sum()))
+    smallest, best = distances.min(1)
+    return smallest, position[torch.arange(len(valid)), best]
 
 
 @torch.no_grad()
@@ -131,26 +173,45 @@ def calibrate(
     statistics: dict[str, torch.Tensor],
     batch_size: int = 32,
     progress: bool | str = False,
-    described_runs: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+    described_runs: Sequence[PromptRuns] = (),
     layout: PromptLayout | None = None,
 ) -> dict[str, torch.Tensor]:
     """The region of the prompts that ``statistics`` came from (their runs, as :func:`instruction_statistics` takes
-    them) and the held-out prompts' sorted distances to it (``samples``, never among them), with the prompt layout
-    they were measured in (read off ``processor`` unless given); merged into the task's prototypes file. Without
-    ``described_runs`` the region is the whole prompts' ``statistics``."""
+    them), the held-out prompts' sorted distances to it (``samples``, never among them), and, where the region has
+    a conversation region, the sorted distances of what the held-out prompts' best runs leave out; with the prompt
+    layout they were measured in (read off ``processor`` unless given); merged into the task's prototypes file.
+    Without ``described_runs`` the region is the whole prompts' ``statistics``."""
     layout = layout or PromptLayout.from_processor(processor)
     found = instruction_statistics(described_runs, statistics) if described_runs else {}
     mean, root = region(found or statistics)
-    distances = [
-        best_run_distances(*runs, mean[None], root[None], shared_tail=image_width(runs[0]))[:, 0]
-        for runs in prompt_runs(model, processor, samples, layout, batch_size, progress)
-    ]
-    return {
+    conversation = conversation_region(found) if CONVERSATION_KEYS[0] in found else None  # (W,), (W, W)
+    distances, left = [], []
+    for runs in prompt_runs(model, processor, samples, layout, batch_size, progress):
+        kept = kept_runs(runs)
+        smallest, best = best_runs(kept, mean, root)
+        distances.append(smallest)
+        parts = kept.remainders[best][kept.dropped[best]]  # (left out, W)
+        if conversation is not None and len(parts):
+            left.append(((parts.double() - conversation[0]) @ conversation[1]).square().sum(-1))
+    result = {
         **found,
         CALIBRATION_KEY: torch.cat(distances).sort().values.float(),
         SHRINKAGE_KEY: torch.tensor([SHRINKAGE]),
         **layout.tensors(),
     }
+    if left and sum(map(len, left)) >= MIN_CONVERSATION:
+        result[CONVERSATION_CALIBRATION_KEY] = torch.cat(left).sort().values.float()
+    else:  # too few held-out parts to place its edge: no conversation region
+        result = {key: value for key, value in result.items() if key not in CONVERSATION_KEYS}
+    return result
+
+
+def conversation_region(prototypes: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (W,) and precision root (W, W) of what a task's instruction runs leave out (:func:`region`), with
+    the shrinkage its calibration was measured with."""
+    keys = (COUNT_KEY, MEAN_KEY, SCATTER_KEY)
+    shrinkage = float(prototypes[SHRINKAGE_KEY]) if SHRINKAGE_KEY in prototypes else SHRINKAGE
+    return region({key: prototypes[name] for key, name in zip(keys, CONVERSATION_KEYS)}, shrinkage)
 
 
 class _Stop(Exception):
@@ -165,8 +226,8 @@ def prompt_runs(
     batch_size: int,
     progress: bool | str = False,
 ):
-    """Yield ``(features, valid)`` of every run of each batch's prompts (:func:`~routelora.gates.runs.
-    run_features`, text and image), from a forward that stops before the language model's first layer."""
+    """Yield the :class:`~routelora.gates.runs.PromptRuns` of each batch's prompts (text and image), from a forward
+    that stops before the language model's first layer."""
     collator = VLMCollator(processor)
     image_id = image_token_id(model.config)
     language_model = model.get_submodule(get_layout(model).language_model)

@@ -18,9 +18,9 @@ from routelora.data.samples import Sample, load_split
 from routelora.data.task import TaskConfig
 from routelora.experts.expert import EMBEDDINGS_KEY
 from routelora.experts.library import base_prototypes_path, save_base_prototypes
-from routelora.gates.acceptance import calibrate
+from routelora.gates.acceptance import calibrate, kept_runs
 from routelora.gates.features import FeatureStatistics, language_model_inputs, sequence_features
-from routelora.gates.runs import PromptLayout, run_features, segment_ids
+from routelora.gates.runs import PromptLayout, PromptRuns, run_features, segment_ids
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.nn import standardise
 
@@ -66,7 +66,7 @@ def compute_prototypes(
     statistics = FeatureStatistics()
     # the runs of every prompt's sentences, from this same forward, which the region is drawn from
     layout = PromptLayout.from_processor(processor) if held_out else None
-    runs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    runs: list[PromptRuns] = []
 
     def pool_features(module: nn.Module, args: tuple, kwargs: dict) -> None:
         # the language model's inputs hold the projector's outputs at the image positions
@@ -74,8 +74,8 @@ def compute_prototypes(
         text, image = mask_holder["mask"].bool(), mask_holder["image"]
         statistics.add(sequence_features(inputs, text, image, "text_image"))
         if layout is not None:
-            features, valid = run_features(inputs, segment_ids(mask_holder["ids"], text, layout), image, "text_image")
-            runs.append((features[valid].cpu(), valid.cpu()))
+            segments = segment_ids(mask_holder["ids"], text, layout)
+            runs.append(kept_runs(run_features(inputs, segments, image, "text_image")))
 
     language_model = model.get_submodule(get_layout(model).language_model)
     handles.append(language_model.register_forward_pre_hook(pool_features, with_kwargs=True))

@@ -7,11 +7,17 @@ user's message, which every prompt has), the features are the task's own again. 
 scores every contiguous run of the prompt's sentences and keeps the run that fits it best
 (:mod:`routelora.gates.acceptance`); a general question holds no run of a task's sentences and stays far from it.
 
+A run may not leave out just anything, though: a general question's options and answer format are sentences too,
+and the question alone can look like a task's request ("Which shape is in the picture?" beside "Caption this
+picture."). So each run also carries the pooled words of the sentences it leaves out (its remainder), which an
+expert's region accepts only where they look like what the task's own prompts leave out: conversation.
+
 Which tokens end a sentence and which tokens the chat template puts around a message come from the tokenizer, once,
 when an expert's statistics are computed (:class:`PromptLayout`), and are saved with them.
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -128,12 +134,24 @@ def image_width(runs: torch.Tensor) -> int:
     return runs.shape[-1] // 2
 
 
+class PromptRuns(NamedTuple):
+    """Every run of a batch's prompts, and what each leaves out."""
+
+    features: torch.Tensor
+    """(batch, runs, F) each run's pooled features (the chat template's tokens with its sentences; the image)."""
+    valid: torch.Tensor
+    """(batch, runs) bool: the runs that exist (a prompt of 3 sentences has 6); run 0 is the whole prompt."""
+    remainders: torch.Tensor
+    """(batch, runs, W) the pooled text of the message's sentences outside each run (zeros where none)."""
+    dropped: torch.Tensor
+    """(batch, runs) bool: the run leaves some sentence of the message out."""
+
+
 def run_features(
     embeddings: torch.Tensor, segments: torch.Tensor, image_mask: torch.Tensor | None, features: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> PromptRuns:
     """Pooled features of every run of each prompt's sentences, as :func:`~routelora.gates.features.
-    sequence_features` pools a whole prompt: ``(batch, runs, F)`` and a ``(batch, runs)`` bool of the runs that
-    exist (a prompt of 3 sentences has 6). Run 0 is the whole prompt.
+    sequence_features` pools a whole prompt, with the pooled text each run leaves out (:class:`PromptRuns`).
 
     embeddings: (batch, seq, d) the language model's input embeddings; segments: (batch, seq) from
     :func:`segment_ids`; image_mask: (batch, seq) bool or None.
@@ -152,8 +170,11 @@ def run_features(
     first, last = spans[:, 0], spans[:, 1]
     last = torch.minimum(last[None], (present - 1).clamp(min=0)[:, None])  # (batch, runs) the whole message reaches
     # its own last sentence; any other run past it is a duplicate and not kept
-    run_sum = sums[:, :1] + total.gather(1, (last + 1)[..., None].expand(-1, -1, hidden)) - total[:, first]
-    run_count = counts[:, :1] + counted.gather(1, last + 1) - counted[:, first]  # (batch, runs)
+    sentences_sum = total.gather(1, (last + 1)[..., None].expand(-1, -1, hidden)) - total[:, first]  # (b, runs, d)
+    sentences_count = counted.gather(1, last + 1) - counted[:, first]  # (batch, runs)
+    run_sum, run_count = sums[:, :1] + sentences_sum, counts[:, :1] + sentences_count
+    left_count = counted[:, -1:] - sentences_count  # (batch, runs) message tokens outside the run
+    remainders = (total[:, -1:] - sentences_sum) / left_count.clamp(min=1)[..., None]  # (batch, runs, d)
     whole = torch.arange(len(spans), device=tokens.device) == 0  # (runs,)
     # a run that exists and is not the whole message again (run 0 is, for any number of sentences)
     valid = (spans[None, :, 1] < present[:, None]) & ~(
@@ -165,4 +186,5 @@ def run_features(
     if "image" in FEATURE_PARTS[features]:
         image = pool_parts(tokens, image_mask)  # (batch, width)
         parts["image"] = image[:, None].expand(-1, len(spans), -1)
-    return torch.cat([parts[part] for part in FEATURE_PARTS[features]], -1), valid  # (batch, runs, F)
+    pooled = torch.cat([parts[part] for part in FEATURE_PARTS[features]], -1)  # (batch, runs, F)
+    return PromptRuns(pooled, valid, narrow(remainders), (left_count > 0) & valid)

@@ -193,7 +193,11 @@ def attach_router(
     if config.open_world:
         found = [expert.prototypes or {} for expert in experts]
         regions = RegionTest(
-            [expert.name for expert in experts], found, config.acceptance_quantile, config.acceptance_margin
+            [expert.name for expert in experts],
+            found,
+            config.acceptance_quantile,
+            config.acceptance_margin,
+            config.conversation_region,
         )
     feature_decider = _feature_decider(experts, vectors, base_prototypes, skills, config, regions)
     originals = swap_modules(model, names, routed)
@@ -277,7 +281,7 @@ def _feature_decider(
     def decide(embeddings: torch.Tensor, text_mask: torch.Tensor, image_mask: torch.Tensor | None, segments):
         allowed = None
         if regions is not None:
-            ratios = regions(*run_features(embeddings, segments, image_mask, "text_image"))  # (batch, experts)
+            ratios = regions(run_features(embeddings, segments, image_mask, "text_image"))  # (batch, experts)
             allowed = RegionVerdict(ratios <= 1, ratios)
         if discriminant is None:
             return None, allowed

@@ -2,8 +2,10 @@
 
 Every expert brings the statistics of its own task's prompts and the sorted distances of its own held-out prompts
 (:mod:`routelora.gates.acceptance`). A sequence is inside an expert's region when some run of its sentences is no
-farther from the task than a margin times the chosen quantile of those distances. The router then chooses only
-among the experts whose region holds the sequence, and a sequence that none holds goes to the base model.
+farther from the task than a margin times the chosen quantile of those distances, and what the run leaves out is
+inside the task's conversation region (the same quantile of its held-out prompts' left-out parts). The router then
+chooses only among the experts whose region holds the sequence, and a sequence that none holds goes to the base
+model.
 """
 
 from dataclasses import dataclass
@@ -12,9 +14,16 @@ import torch
 from torch import nn
 
 from routelora.errors import RouteloraError
-from routelora.gates.acceptance import CALIBRATION_KEY, SHRINKAGE_KEY, best_run_distances, region
+from routelora.gates.acceptance import (
+    CALIBRATION_KEY,
+    CONVERSATION_CALIBRATION_KEY,
+    SHRINKAGE_KEY,
+    best_run_distances,
+    conversation_region,
+    region,
+)
 from routelora.gates.features import MEAN_KEY
-from routelora.gates.runs import PromptLayout, image_width
+from routelora.gates.runs import PromptLayout, PromptRuns, image_width
 
 
 @dataclass
@@ -32,10 +41,15 @@ TOLERANCE = 1e-4
 
 
 class RegionTest(nn.Module):
-    """Each expert's region, stacked: ``forward(runs, valid)`` -> (batch, experts) distance over threshold."""
+    """Each expert's region, stacked: ``forward(runs)`` -> (batch, experts) distance over threshold."""
 
     def __init__(
-        self, names: list[str], prototypes: list[dict[str, torch.Tensor]], quantile: float, margin: float = 1.0
+        self,
+        names: list[str],
+        prototypes: list[dict[str, torch.Tensor]],
+        quantile: float,
+        margin: float = 1.0,
+        conversation: bool = True,
     ) -> None:
         """
         Args:
@@ -43,6 +57,7 @@ class RegionTest(nn.Module):
             prototypes: each expert's prototypes, with its statistics, calibration and prompt layout.
             quantile: where each region ends, as a quantile of its held-out prompts' distances...
             margin: ... times this.
+            conversation: test what each run leaves out against the expert's conversation region, where it has one.
         """
         super().__init__()
         for name, found in zip(names, prototypes):
@@ -74,11 +89,52 @@ class RegionTest(nn.Module):
         self.register_buffer("means", torch.stack([mean for mean, _ in regions]).float(), persistent=False)
         self.register_buffer("roots", torch.stack([root for _, root in regions]).float(), persistent=False)
         self.register_buffer("thresholds", torch.stack(thresholds).float(), persistent=False)  # (experts,)
+        # an expert without a conversation region lets a run leave anything out: a mean of zeros, the identity and
+        # an infinite threshold
+        width = image_width(regions[0][0])  # the text part of (F,)
+        conversation = [
+            conversation_region(found) if conversation and CONVERSATION_CALIBRATION_KEY in found else None
+            for found in prototypes
+        ]
+        self.register_buffer(
+            "conversation_means",
+            torch.stack([torch.zeros(width) if c is None else c[0].float() for c in conversation]),
+            persistent=False,
+        )  # (experts, W)
+        self.register_buffer(
+            "conversation_roots",
+            torch.stack([torch.eye(width) if c is None else c[1].float() for c in conversation]),
+            persistent=False,
+        )  # (experts, W, W)
+        edges = [
+            torch.tensor(torch.inf)
+            if c is None
+            else (1 + TOLERANCE) * torch.quantile(found[CONVERSATION_CALIBRATION_KEY].double(), quantile)
+            for c, found in zip(conversation, prototypes)
+        ]
+        self.register_buffer("conversation_thresholds", torch.stack(edges).float(), persistent=False)  # (experts,)
+        self.tests_conversation = any(c is not None for c in conversation)
 
     @torch.no_grad()
-    def forward(self, runs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, runs: PromptRuns) -> torch.Tensor:
         """(batch, experts) each sequence's best-run distance to each expert over that expert's threshold: at most
-        1 inside the region. runs: (batch, runs, F); valid: (batch, runs) bool."""
-        tail = image_width(runs)  # the regions read text-and-image runs (gates.runs.run_features)
-        distances = best_run_distances(runs.float(), valid, self.means, self.roots, shared_tail=tail)
+        1 inside the region. Only the runs whose remainder is inside the expert's conversation region count."""
+        tail = image_width(runs.features)  # the regions read text-and-image runs (gates.runs.run_features)
+        allowed = self.leaves_conversation(runs) if self.tests_conversation else None
+        distances = best_run_distances(
+            runs.features.float(), runs.valid, self.means, self.roots, shared_tail=tail, allowed=allowed
+        )
         return distances / self.thresholds.to(distances.device)
+
+    def leaves_conversation(self, runs: PromptRuns) -> torch.Tensor:
+        """(batch, runs, experts) bool: the run leaves nothing out, or only what the expert's conversation region
+        holds."""
+        batch, count = runs.valid.shape
+        allowed = runs.valid.new_ones(batch, count, len(self.thresholds))
+        left = runs.remainders[runs.dropped].float()  # (left, W)
+        if len(left):
+            roots = self.conversation_roots.to(left)
+            offset = torch.einsum("ew,ewv->ev", self.conversation_means.to(left), roots)  # (experts, W)
+            projected = torch.einsum("nw,ewv->nev", left, roots) - offset  # (left, experts, W)
+            allowed[runs.dropped] = projected.square().sum(-1) <= self.conversation_thresholds.to(left)
+        return allowed
