@@ -12,6 +12,7 @@ from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.tiny import TinyVLMRecipe, build_tiny_vlm
+from routelora.errors import RouteloraError
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.acceptance import (
     CALIBRATION_KEY,
@@ -206,7 +207,8 @@ def test_each_expert_tests_only_the_runs_whose_remainder_its_conversation_region
             prototypes |= dict(zip(CONVERSATION_KEYS, statistics(4).values()))
             prototypes[CONVERSATION_CALIBRATION_KEY] = torch.rand(20, generator=generator).sort().values * 8
         experts.append(prototypes)
-    test = RegionTest(["a", "b", "c"], experts, quantile=0.9, margin=1.2)
+    with pytest.warns(UserWarning, match=r"\['b'\] have no conversation region"):
+        test = RegionTest(["a", "b", "c"], experts, quantile=0.9, margin=1.2)
     runs = PromptRuns(
         torch.randn(5, 6, 8, generator=generator),
         torch.rand(5, 6, generator=generator) > 0.2,
@@ -294,7 +296,16 @@ def test_an_expert_without_a_conversation_region_lets_any_run_count(world):
     model, processor, experts, tasks = world
     bare = {k: v for k, v in experts["colour"].prototypes.items() if not k.startswith("routing.conversation")}
     older = [dataclasses.replace(experts["colour"], prototypes=bare)]  # as an older routelora wrote it
-    assert _routes(model, processor, older, _samples(tasks["colour"], OPTIONS)) == [0] * 6
+    with pytest.warns(UserWarning, match=r"\['colour'\] have no conversation region"):
+        assert _routes(model, processor, older, _samples(tasks["colour"], OPTIONS)) == [0] * 6
+
+
+def test_an_incomplete_conversation_region_is_refused_in_one_line(world):
+    model, _, experts, _ = world
+    broken = dict(experts["colour"].prototypes)
+    del broken["routing.conversation_mean"]
+    with pytest.raises(RouteloraError, match="expert colour: its conversation region is incomplete"):
+        attach_router(model, [dataclasses.replace(experts["colour"], prototypes=broken)])
 
 
 def test_an_experts_region_does_not_move_when_others_join(world):

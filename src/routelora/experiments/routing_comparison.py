@@ -22,18 +22,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from routelora import io
 from routelora.data.collate import VLMCollator
 from routelora.data.samples import load_split
-from routelora.data.task import load_task
+from routelora.data.task import TaskConfig, load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.world import tasks_of_kind
 from routelora.environment import run_environment
 from routelora.evaluation.suite import SuiteResult, base_condition, oracle_conditions, routed_condition
 from routelora.evaluation.suite import score_conditions as score
 from routelora.experiments.outside import general_questions, wrapped_in_outside_words
-from routelora.experts import ExpertLibrary
+from routelora.experts import Expert, ExpertLibrary
 from routelora.experts.train import ExpertTrainConfig, train_expert
 from routelora.gates.prototypes import general_prototypes
 from routelora.gates.train import GateTrainConfig, train_gates
@@ -171,10 +172,13 @@ def run(out: Path, limit: int, expert_steps: int | None = None) -> dict:
     return results
 
 
-def region_trade(model, processor, experts, tasks: dict[str, list], limit: int) -> dict:
+def region_trade(
+    model: nn.Module, processor, experts: list[Expert], tasks: dict[str, list[TaskConfig]], limit: int
+) -> dict[str, dict[str, dict[str, float]]]:
     """Share of each task's first ``limit`` sequences sent to its own candidate (its expert, else the base model)
-    under every setting of :data:`TRADE`, per split: decided as a prefill decides, nothing generated."""
-    collator = VLMCollator(processor)
+    under every setting of :data:`TRADE`, per split (``outside``: the outside checks' test split): decided as a
+    prefill decides, nothing generated. Returns split -> task -> setting -> share."""
+    collator, device = VLMCollator(processor), next(model.parameters()).device
     index = {expert.metadata.get("task", expert.name): i for i, expert in enumerate(experts)}
     found: dict = {}
     for label, config in TRADE.items():
@@ -184,7 +188,7 @@ def region_trade(model, processor, experts, tasks: dict[str, list], limit: int) 
                     samples = load_split(task, "test" if split == "outside" else split, limit=limit).samples
                     routes = torch.cat(
                         [
-                            decide_routes(router, collator(samples[i : i + 32], with_answers=False))[:, 0]
+                            decide_routes(router, _on(collator(samples[i : i + 32], with_answers=False), device))[:, 0]
                             for i in range(0, len(samples), 32)
                         ]
                     )  # (samples,) -1: the base model
@@ -193,7 +197,12 @@ def region_trade(model, processor, experts, tasks: dict[str, list], limit: int) 
     return found
 
 
-def trade_markdown(trade: dict) -> list[str]:
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def trade_markdown(trade: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The trade as markdown, one table per split (tasks by settings); printed as well, like every section."""
     labels = list(TRADE)
     lines = ["## The regions' trade (routelora, no general data): share of each task's sequences to its own", ""]
     for split, rows in trade.items():

@@ -48,9 +48,11 @@ PROTOTYPES = "prototypes.safetensors"
 EMBEDDINGS_KEY = "input_embeddings"
 """Key of the input-embedding prototype in a prototypes file (the other keys are module names and ``routing.*``)."""
 STATISTICS_SCATTER, REGION_SCATTER = "routing.scatter", "routing.region_scatter"
-CONVERSATION_SCATTER = "routing.conversation_scatter"
-"""The two matrices in a prototypes file: the scatter of whole prompts' features (:mod:`routelora.gates.features`)
+"""Two of the matrices in a prototypes file: the scatter of whole prompts' features (:mod:`routelora.gates.features`)
 and that of their instructions' runs (:mod:`routelora.gates.acceptance`)."""
+CONVERSATION_SCATTER = "routing.conversation_scatter"
+"""The third: the scatter of what those runs leave out. Every ``routing.*_scatter`` key is read as a matrix, so that
+a file a later routelora writes with another one still loads."""
 EXPERT_JSON = "expert.json"
 REQUIRED_METADATA = ("name", "base_fingerprint", "targets")
 LOSS_LOG = "loss_log.json"
@@ -222,7 +224,8 @@ def _read_prototypes(path: Path, input_sizes: dict[str, int]) -> dict[str, torch
             raise ExpertFormatError(
                 f"{path}: prototype for {name} has shape {tuple(vector.shape)}, expected ({input_sizes[name]},)"
             )
-        if vector.dim() != (2 if name in (STATISTICS_SCATTER, REGION_SCATTER, CONVERSATION_SCATTER) else 1):
+        matrix = name.startswith("routing.") and name.endswith("scatter")
+        if vector.dim() != (2 if matrix else 1):
             raise ExpertFormatError(f"{path}: prototype {name} has shape {tuple(vector.shape)}; expected one vector")
     return {name: vector.float() if vector.is_floating_point() else vector for name, vector in prototypes.items()}
 

@@ -130,14 +130,14 @@ def instruction_statistics(runs: Sequence[PromptRuns], statistics: dict[str, tor
     runs that exist only (:func:`kept_runs`)."""
     current = {key: statistics[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY)}
     for _ in range(REFINEMENTS):
-        found = FeatureStatistics()
+        found, (mean, root) = FeatureStatistics(), region(current)
         for batch in runs:
-            found.add(batch.features[best_runs(batch, *region(current))[1]])  # (batch, F) each best run
+            found.add(batch.features[best_runs(batch, mean, root)[1]])  # (batch, F) each best run
         current = found.tensors()
     result = dict(zip(REGION_KEYS, (current[key] for key in (COUNT_KEY, MEAN_KEY, SCATTER_KEY))))
-    conversation = FeatureStatistics()
+    conversation, (mean, root) = FeatureStatistics(), region(current)
     for batch in runs:
-        best = best_runs(batch, *region(current))[1]
+        best = best_runs(batch, mean, root)[1]
         left = batch.remainders[best][batch.dropped[best]]  # (left out, W)
         if len(left):
             conversation.add(left)

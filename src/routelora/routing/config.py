@@ -61,7 +61,8 @@ class RouterConfig:
     conversation_region: bool = True
     """A run of a prompt's sentences counts for an expert only where what it leaves out lies inside the expert's
     conversation region (what its own training prompts' instruction runs left out). False: any run counts, so a
-    general question with its options left out can read like a task's request (routelora before 2026-12-07)."""
+    general question with its options left out can read like a task's request (with ``acceptance_margin=1.1``, the
+    regions of routelora before 2026-12-07; at a wider margin such questions get in, docs/routing.md)."""
     rule: str = "shared_covariance"
     """How a shared (``decide_from="embeddings"``) decision scores candidates. ``shared_covariance``: the linear
     discriminant of :mod:`routelora.routing.discriminant`. ``nearest_mean``: the closest mean; with ``text``

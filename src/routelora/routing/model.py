@@ -198,7 +198,7 @@ def attach_router(
             config.acceptance_quantile,
             config.acceptance_margin,
             config.conversation_region,
-        )
+        ).to(next(model.parameters()).device)  # its buffers beside the embeddings it reads, once
     feature_decider = _feature_decider(experts, vectors, base_prototypes, skills, config, regions)
     originals = swap_modules(model, names, routed)
     # The hook also labels tokens (image / prompt / generated) for routing traces, so it is always installed.

@@ -8,6 +8,7 @@ chooses only among the experts whose region holds the sequence, and a sequence t
 model.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from routelora.errors import RouteloraError
 from routelora.gates.acceptance import (
     CALIBRATION_KEY,
     CONVERSATION_CALIBRATION_KEY,
+    CONVERSATION_KEYS,
     SHRINKAGE_KEY,
     best_run_distances,
     conversation_region,
@@ -92,10 +94,21 @@ class RegionTest(nn.Module):
         # an expert without a conversation region lets a run leave anything out: a mean of zeros, the identity and
         # an infinite threshold
         width = image_width(regions[0][0])  # the text part of (F,)
+        for name, found in zip(names, prototypes):
+            _check_conversation(name, found, width)
         conversation = [
             conversation_region(found) if conversation and CONVERSATION_CALIBRATION_KEY in found else None
             for found in prototypes
         ]
+        bare = [name for name, found in zip(names, prototypes) if CONVERSATION_CALIBRATION_KEY not in found]
+        if conversation and bare and margin > 1.1:
+            warnings.warn(
+                f"expert(s) {bare} have no conversation region (written before routelora had them, or their "
+                f"prompts never leave a sentence out): their regions test any run at margin {margin}, which lets "
+                "general questions without their options in (docs/routing.md); `routelora gate train` computes "
+                "it where the data has conversation, or route with --acceptance-margin 1.1",
+                stacklevel=3,
+            )
         self.register_buffer(
             "conversation_means",
             torch.stack([torch.zeros(width) if c is None else c[0].float() for c in conversation]),
@@ -127,6 +140,7 @@ class RegionTest(nn.Module):
         return distances / self.thresholds.to(distances.device)
 
     def leaves_conversation(self, runs: PromptRuns) -> torch.Tensor:
+        # (dropped runs, experts, W) at once: a prompt drops at most 77 runs, and W is at most 512
         """(batch, runs, experts) bool: the run leaves nothing out, or only what the expert's conversation region
         holds."""
         batch, count = runs.valid.shape
@@ -138,3 +152,20 @@ class RegionTest(nn.Module):
             projected = torch.einsum("nw,ewv->nev", left, roots) - offset  # (left, experts, W)
             allowed[runs.dropped] = projected.square().sum(-1) <= self.conversation_thresholds.to(left)
         return allowed
+
+
+def _check_conversation(name: str, prototypes: dict[str, torch.Tensor], width: int) -> None:
+    """A conversation region comes whole (statistics and calibration) and as wide as the features' text part."""
+    found = [key in prototypes for key in (*CONVERSATION_KEYS, CONVERSATION_CALIBRATION_KEY)]
+    if not any(found):
+        return
+    if not all(found) or not len(prototypes[CONVERSATION_CALIBRATION_KEY]):
+        raise RouteloraError(
+            f"expert {name}: its conversation region is incomplete (keys routing.conversation_*); compute its "
+            "prototypes again with `routelora gate train`"
+        )
+    if prototypes[CONVERSATION_KEYS[1]].shape != (width,):
+        raise RouteloraError(
+            f"expert {name}: its conversation region is {tuple(prototypes[CONVERSATION_KEYS[1]].shape)} wide, its "
+            f"features' text part ({width},); compute its prototypes again with `routelora gate train`"
+        )
