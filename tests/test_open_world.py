@@ -3,6 +3,7 @@ that no region holds going to the base model, with no general data in the librar
 
 import dataclasses
 import json
+import warnings
 
 import pytest
 import torch
@@ -298,6 +299,10 @@ def test_an_expert_without_a_conversation_region_lets_any_run_count(world):
     older = [dataclasses.replace(experts["colour"], prototypes=bare)]  # as an older routelora wrote it
     with pytest.warns(UserWarning, match=r"\['colour'\] have no conversation region"):
         assert _routes(model, processor, older, _samples(tasks["colour"], OPTIONS)) == [0] * 6
+    with warnings.catch_warnings():  # any run asked for: nothing to warn about
+        warnings.simplefilter("error")
+        routes = _routes(model, processor, older, _samples(tasks["colour"], OPTIONS), conversation_region=False)
+    assert routes == [0] * 6
 
 
 def test_an_incomplete_conversation_region_is_refused_in_one_line(world):

@@ -186,19 +186,13 @@ def region_trade(
             for split, evaluated in tasks.items():
                 for task in evaluated:
                     samples = load_split(task, "test" if split == "outside" else split, limit=limit).samples
+                    batches = [collator(samples[i : i + 32], with_answers=False) for i in range(0, len(samples), 32)]
                     routes = torch.cat(
-                        [
-                            decide_routes(router, _on(collator(samples[i : i + 32], with_answers=False), device))[:, 0]
-                            for i in range(0, len(samples), 32)
-                        ]
+                        [decide_routes(router, {k: v.to(device) for k, v in b.items()})[:, 0] for b in batches]
                     )  # (samples,) -1: the base model
                     own = float((routes == index.get(task.name, -1)).float().mean())
                     found.setdefault(split, {}).setdefault(task.name, {})[label] = own
     return found
-
-
-def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: value.to(device) for key, value in batch.items()}
 
 
 def trade_markdown(trade: dict[str, dict[str, dict[str, float]]]) -> list[str]:

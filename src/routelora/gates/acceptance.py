@@ -153,12 +153,17 @@ def kept_runs(runs: PromptRuns) -> PromptRuns:
     return PromptRuns(runs.features[valid].cpu(), valid.cpu(), runs.remainders[valid].cpu(), runs.dropped[valid].cpu())
 
 
+def squared_distances(features: torch.Tensor, mean: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+    """(n,) float64 ``|(x - m) R|^2`` of features (n, F) to one region's mean (F,) and precision root (F, F)."""
+    return ((features.double() - mean) @ root).square().sum(-1)
+
+
 def best_runs(runs: PromptRuns, mean: torch.Tensor, root: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each prompt's best-fitting run of a :func:`kept_runs` batch: its squared distance (batch,) and where it is
     among the kept runs (batch,)."""
     valid = runs.valid
     distances = torch.full(valid.shape, torch.inf, dtype=torch.float64)  # (batch, runs)
-    distances[valid] = ((runs.features.double() - mean) @ root).square().sum(-1)
+    distances[valid] = squared_distances(runs.features, mean, root)
     position = torch.full(valid.shape, -1, dtype=torch.long)
     position[valid] = torch.arange(int(valid.sum()))
     smallest, best = distances.min(1)
@@ -192,7 +197,7 @@ def calibrate(
         distances.append(smallest)
         parts = kept.remainders[best][kept.dropped[best]]  # (left out, W)
         if conversation is not None and len(parts):
-            left.append(((parts.double() - conversation[0]) @ conversation[1]).square().sum(-1))
+            left.append(squared_distances(parts, *conversation))
     result = {
         **found,
         CALIBRATION_KEY: torch.cat(distances).sort().values.float(),

@@ -91,16 +91,16 @@ class RegionTest(nn.Module):
         self.register_buffer("means", torch.stack([mean for mean, _ in regions]).float(), persistent=False)
         self.register_buffer("roots", torch.stack([root for _, root in regions]).float(), persistent=False)
         self.register_buffer("thresholds", torch.stack(thresholds).float(), persistent=False)  # (experts,)
-        # an expert without a conversation region lets a run leave anything out: a mean of zeros, the identity and
-        # an infinite threshold
         width = image_width(regions[0][0])  # the text part of (F,)
         for name, found in zip(names, prototypes):
             _check_conversation(name, found, width)
-        conversation = [
-            conversation_region(found) if conversation and CONVERSATION_CALIBRATION_KEY in found else None
+        edges = [
+            (1 + TOLERANCE) * torch.quantile(found[CONVERSATION_CALIBRATION_KEY].double(), quantile)
+            if conversation and CONVERSATION_CALIBRATION_KEY in found
+            else None
             for found in prototypes
         ]
-        bare = [name for name, found in zip(names, prototypes) if CONVERSATION_CALIBRATION_KEY not in found]
+        bare = [name for name, edge in zip(names, edges) if edge is None]
         if conversation and bare and margin > 1.1:
             warnings.warn(
                 f"expert(s) {bare} have no conversation region (written before routelora had them, or their "
@@ -109,24 +109,22 @@ class RegionTest(nn.Module):
                 "it where the data has conversation, or route with --acceptance-margin 1.1",
                 stacklevel=3,
             )
+        # an expert without a conversation region lets a run leave anything out: a mean of zeros, the identity and
+        # an infinite threshold
+        conversations = [None if e is None else conversation_region(found) for e, found in zip(edges, prototypes)]
         self.register_buffer(
             "conversation_means",
-            torch.stack([torch.zeros(width) if c is None else c[0].float() for c in conversation]),
+            torch.stack([torch.zeros(width) if c is None else c[0].float() for c in conversations]),
             persistent=False,
         )  # (experts, W)
         self.register_buffer(
             "conversation_roots",
-            torch.stack([torch.eye(width) if c is None else c[1].float() for c in conversation]),
+            torch.stack([torch.eye(width) if c is None else c[1].float() for c in conversations]),
             persistent=False,
         )  # (experts, W, W)
-        edges = [
-            torch.tensor(torch.inf)
-            if c is None
-            else (1 + TOLERANCE) * torch.quantile(found[CONVERSATION_CALIBRATION_KEY].double(), quantile)
-            for c, found in zip(conversation, prototypes)
-        ]
-        self.register_buffer("conversation_thresholds", torch.stack(edges).float(), persistent=False)  # (experts,)
-        self.tests_conversation = any(c is not None for c in conversation)
+        edges = torch.stack([torch.tensor(torch.inf) if edge is None else edge for edge in edges])
+        self.register_buffer("conversation_thresholds", edges.float(), persistent=False)  # (experts,)
+        self.tests_conversation = bool(torch.isfinite(edges).any())
 
     @torch.no_grad()
     def forward(self, runs: PromptRuns) -> torch.Tensor:
@@ -140,9 +138,9 @@ class RegionTest(nn.Module):
         return distances / self.thresholds.to(distances.device)
 
     def leaves_conversation(self, runs: PromptRuns) -> torch.Tensor:
-        # (dropped runs, experts, W) at once: a prompt drops at most 77 runs, and W is at most 512
         """(batch, runs, experts) bool: the run leaves nothing out, or only what the expert's conversation region
         holds."""
+        # (dropped runs, experts, W) at once, unchunked: a prompt drops at most 77 runs, and W is at most 512
         batch, count = runs.valid.shape
         allowed = runs.valid.new_ones(batch, count, len(self.thresholds))
         left = runs.remainders[runs.dropped].float()  # (left, W)
