@@ -19,14 +19,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from routelora import load_vlm
+from routelora import io, load_vlm
 from routelora.data.collate import VLMCollator
-from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.embedded.tiny import TinyVLMRecipe
 from routelora.experts.config import ExpertTrainConfig
-from routelora.experts.train import train_expert, training_samples
+from routelora.experts.train import split_holdout, train_expert
 from routelora.experts.validation import check_against_baseline
 from routelora.methods.finetune import fine_tune_language_model, language_model_weights
 
@@ -51,7 +50,7 @@ def main() -> None:
     if args.text_hidden is not None:
         recipe = TinyVLMRecipe(text_hidden=args.text_hidden, text_intermediate=args.text_intermediate)
         args.base = cached_base(recipe, evaluate_tasks=("mcq", "chart", "doc"), eval_limit=100)
-        scores = json.loads((args.base / "routelora.json").read_text())["scores"]
+        scores = io.read_json(args.base / "routelora.json")["scores"]
         print(json.dumps({"base": str(args.base), "text_hidden": args.text_hidden, "scores": scores}), flush=True)
     model, processor = load_vlm(args.base or cached_base())
     for seed in args.seeds:
@@ -77,8 +76,8 @@ def main() -> None:
 def _full_fine_tuning(model, processor, task, config: ExpertTrainConfig) -> tuple[dict, float | None]:
     """The whole language model fine-tuned on the task's training samples less the held-out ones, then scored
     on those as an expert is; the model is given back as it was."""
-    samples = training_samples(task, config)
-    held = load_split(task, "train").samples[len(samples) :][: config.check_samples]
+    samples, held = split_holdout(task, config)
+    held = held[: config.check_samples]
     trained = fine_tune_language_model(model, processor, [samples], config.total_steps(len(samples)), config)
     with language_model_weights(model, trained):
         check = check_against_baseline(model, VLMCollator(processor), task, samples, held)

@@ -171,7 +171,7 @@ def _experiments(
         libraries.append(routed_condition(label, list(library), default))
     table4 = score(libraries, [*tasks, *retention, extra["chart_trend"], extra["text_entailment"]])
     arithmetic = [expert(name) for name in ARITHMETIC]
-    closed_world = replace(default, open_world=False, base_candidates=False)
+    nearest = replace(default, open_world=False, base_candidates=False)
     table5 = score(
         [base_condition("zero-shot")]
         + [expert_condition(f"{e.name} expert", e) for e in arithmetic]
@@ -182,8 +182,8 @@ def _experiments(
             # the mixed set is a task no expert was trained on, so the open-world router gives it to the base; with
             # no region test the nearest expert (or the two nearest) takes it: what routing gives when a user
             # says that the input belongs to the library
-            routed_condition(NEAREST, arithmetic, closed_world),
-            routed_condition(f"{NEAREST} top-2", arithmetic, replace(closed_world, top_k=2)),
+            routed_condition(NEAREST, arithmetic, nearest),
+            routed_condition(f"{NEAREST} top-2", arithmetic, replace(nearest, top_k=2)),
         ],
         [extra[MIXED], *(extra[name] for name in ARITHMETIC)],
     )

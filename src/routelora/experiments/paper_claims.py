@@ -158,7 +158,7 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
             scores["routelora"] >= singles[best_label],
             f"routelora {scores['routelora']:.3f}, top-2 {scores['routelora top-2']:.3f}, "
             f"paper {scores['paper']:.3f}; best single: {best_label} {singles[best_label]:.3f}; "
-            f"zero-shot {scores['zero-shot']:.3f}" + _closed_world(scores),
+            f"zero-shot {scores['zero-shot']:.3f}" + _without_regions(scores),
             {"routelora": scores["routelora"], "best single": singles[best_label]},
         )
     if first is not None:
@@ -175,9 +175,9 @@ def check_claims(stream: StreamResult, experiments: dict[str, SuiteResult]) -> l
     return claims
 
 
-def _closed_world(scores: dict[str, float]) -> str:
-    """Table 5's closed-world rows (no region test: the nearest experts take the mixed set), where the run has
-    them; not the verdict, which is the default, open-world router's."""
+def _without_regions(scores: dict[str, float]) -> str:
+    """Table 5's rows without the region test (the nearest experts take the mixed set), where the run has them;
+    not the verdict, which is the default, open-world router's."""
     nearest = {label: value for label, value in scores.items() if label.startswith(NEAREST)}
     if not nearest:
         return ""

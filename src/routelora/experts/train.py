@@ -48,7 +48,7 @@ def train_expert(
     config = config or ExpertTrainConfig()
     layout = get_layout(model)
     fingerprint = base_fingerprint(model)
-    samples, held = _split_holdout(task, config)
+    samples, held = split_holdout(task, config)
     targets, feedforward = ia3_targets(layout.targets) if config.kind == "ia3" else (layout.targets, [])
     if config.kind == "ia3":
         adapter = IA3Config(target_modules=targets, feedforward_modules=feedforward, init_ia3_weights=True)
@@ -127,10 +127,10 @@ def _parameter_groups(peft_model, config: ExpertTrainConfig) -> list[dict]:
 
 def training_samples(task: TaskConfig, config: ExpertTrainConfig) -> list:
     """``task``'s training samples less the last ``config.holdout`` (kept out as a validation split)."""
-    return _split_holdout(task, config)[0]
+    return split_holdout(task, config)[0]
 
 
-def _split_holdout(task: TaskConfig, config: ExpertTrainConfig) -> tuple[list, list]:
+def split_holdout(task: TaskConfig, config: ExpertTrainConfig) -> tuple[list, list]:
     """``task``'s training split as (training samples, the last ``config.holdout`` held out)."""
     samples = load_split(task, "train").samples
     if config.holdout >= len(samples):
