@@ -1,0 +1,139 @@
+"""Open-world regions from two feature sources at once: each expert's region drawn as the library draws it (sentence
+runs, conversation region, the 99% quantile of its held-out training prompts), once from the language model's input
+embeddings (the default) and once from its hidden states after a layer; a prompt is accepted where both hold it.
+
+    python scripts/region-features.py --layers 1 2
+
+Prints, per rule, the share of each task's prompts its own expert accepts (test, reworded, conversational and
+outside-wrapped splits) and the share of each general task kept out of every region; 100 prompts per task and
+split, the demo's four experts, the cached tiny base and world. An exploration on the comparison's test splits: it
+chooses no setting. docs/routing.md ("Both feature sources at once") has what it measured.
+"""
+
+import argparse
+import contextlib
+import tempfile
+from pathlib import Path
+
+import torch
+
+import routelora.gates.acceptance as acceptance
+from routelora import load_vlm
+from routelora.data.collate import VLMCollator
+from routelora.data.samples import load_split
+from routelora.data.task import load_task
+from routelora.embedded.cache import cached_base, cached_world
+from routelora.experiments.outside import general_questions, wrapped_in_outside_words
+from routelora.gates.features import FeatureStatistics, language_model_inputs
+from routelora.gates.runs import PromptLayout, run_features, segment_ids
+from routelora.models.layout import get_layout, image_token_id, text_token_mask
+from routelora.routing.regions import RegionTest
+
+EXPERTS = ("caption", "entailment", "meme", "genre")
+GENERAL = ("mcq", "chart", "doc", "basics", "vqa", "chart_trend")
+SPLITS = ("test", "test_reworded", "test_chatter", "outside")
+RULES = (((0, 1.2),), ((0, 1.5),), ((1, 1.0),), ((2, 1.0),), ((0, 1.5), (1, 1.0)), ((0, 1.5), (2, 1.0)),
+         ((0, 2.0), (2, 1.0)), ((0, 1.3), (2, 1.2)))  # fmt: skip
+"""(feature source, margin) pairs that must all hold; source 0 is the input embeddings, k the hidden states after
+layer k."""
+
+
+class _Stop(Exception):
+    """Raised once the features are seen: nothing after them is needed."""
+
+
+def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 32) -> list:
+    """The PromptRuns of ``samples`` (``gates.runs.run_features``) pooled from ``source``."""
+    language_model = model.get_submodule(get_layout(model).language_model)
+    layout, image_id, seen = PromptLayout.from_processor(processor), image_token_id(model.config), {}
+
+    def before(module, args, kwargs) -> None:
+        seen["hidden"] = language_model_inputs(module, args, kwargs)
+        raise _Stop
+
+    def after(module, args, output) -> None:
+        seen["hidden"] = output[0] if isinstance(output, tuple) else output
+        raise _Stop
+
+    if source == 0:
+        handle = language_model.register_forward_pre_hook(before, with_kwargs=True)
+    else:
+        handle = language_model.layers[source - 1].register_forward_hook(after)
+    collator, found = VLMCollator(processor), []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(samples), batch_size):
+                batch = collator(samples[start : start + batch_size], False)
+                with contextlib.suppress(_Stop):
+                    model(**batch)
+                ids = batch["input_ids"]
+                text = text_token_mask(ids, batch["attention_mask"], image_id)
+                segments = segment_ids(ids, text, layout)
+                found.append(run_features(seen["hidden"], segments, ids == image_id, "text_image"))
+    finally:
+        handle.remove()
+    return found
+
+
+def expert_region(model, processor, task, source: int) -> dict[str, torch.Tensor]:
+    """A task's prototypes as ``gate train`` computes them (first 256 training prompts, the last 128 held out),
+    from ``source``'s features."""
+    train = load_split(task, "train").samples
+    described = prompt_runs(model, processor, train[:256], source)
+    whole = FeatureStatistics()
+    for runs in described:
+        whole.add(runs.features[:, 0])  # run 0 is the whole prompt
+    # calibrate() reads the held-out prompts through acceptance.prompt_runs, which pools the input embeddings
+    # only; for another source it is pointed at this script's own
+    original = acceptance.prompt_runs
+    acceptance.prompt_runs = lambda m, p, samples, layout, size, progress=False: iter(
+        prompt_runs(m, p, list(samples), source, size)
+    )
+    try:
+        kept = [acceptance.kept_runs(runs) for runs in described]
+        found = acceptance.calibrate(model, processor, train[-128:], whole.tensors(), described_runs=kept)
+    finally:
+        acceptance.prompt_runs = original
+    return {**whole.tensors(), **found}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2], help="hidden states after these layers")
+    parser.add_argument("--limit", type=int, default=100, help="prompts per task and split")
+    args = parser.parse_args()
+    world = cached_world()
+    model, processor = load_vlm(cached_base())
+    tasks = {name: load_task(world / f"{name}.yaml") for name in (*EXPERTS, *GENERAL)}
+    prompts = {}
+    with tempfile.TemporaryDirectory(prefix="routelora-region-features-") as folder:
+        for name, task in tasks.items():
+            for split in SPLITS[:-1]:
+                if getattr(task.data, split) is not None:
+                    prompts[name, split] = load_split(task, split).samples[: args.limit]
+            outside = wrapped_in_outside_words(task, Path(folder), args.limit)
+            prompts[name, "outside"] = load_split(outside, "test").samples
+        probe = general_questions([tasks[name] for name in ("mcq", "chart", "doc")], Path(folder), args.limit)
+        prompts["probe", "test"] = load_split(probe, "test").samples
+        ratios = {}
+        for source in (0, *args.layers):
+            regions = [expert_region(model, processor, tasks[name], source) for name in EXPERTS]
+            test = RegionTest(list(EXPERTS), regions, quantile=0.99, margin=1.0)
+            for key, samples in prompts.items():
+                runs = prompt_runs(model, processor, samples, source)
+                ratios[(source, *key)] = torch.cat([test(batch) for batch in runs])  # (prompts, experts)
+
+    def inside(task: str, split: str, rule) -> torch.Tensor:
+        return torch.stack([ratios[source, task, split] <= margin for source, margin in rule]).all(0)
+
+    for rule in (rule for rule in RULES if all(source in (0, *args.layers) for source, _ in rule)):
+        print(" and ".join(f"{'embeddings' if s == 0 else f'layer {s}'} ({m})" for s, m in rule))
+        for split in SPLITS:
+            own = [f"{inside(t, split, rule)[:, i].float().mean():.2f}" for i, t in enumerate(EXPERTS)]
+            general = [t for t in (*GENERAL, "probe") if (0, t, split) in ratios]
+            kept = [f"{t} {1 - inside(t, split, rule).any(1).float().mean():.2f}" for t in general]
+            print(f"  {split:14s} own {' '.join(own)} | kept out {' '.join(kept)}")
+
+
+if __name__ == "__main__":
+    main()
