@@ -33,9 +33,9 @@ EXPERTS = ("caption", "entailment", "meme", "genre")
 GENERAL = ("mcq", "chart", "doc", "basics", "vqa", "chart_trend")
 SPLITS = ("test", "test_reworded", "test_chatter", "outside")
 RULES = (((0, 1.2),), ((0, 1.5),), ((1, 1.0),), ((2, 1.0),), ((0, 1.5), (1, 1.0)), ((0, 1.5), (2, 1.0)),
-         ((0, 2.0), (2, 1.0)), ((0, 1.3), (2, 1.2)))  # fmt: skip
+         ((0, 2.0), (2, 1.0)), ((0, 1.3), (2, 1.2)), ((-1, 1.0),), ((-2, 1.0),), ((0, 1.5), (-2, 1.0)))  # fmt: skip
 """(feature source, margin) pairs that must all hold; source 0 is the input embeddings, k the hidden states after
-layer k."""
+layer k, -k the text part of layer k's beside the image part of the input embeddings."""
 
 
 class _Stop(Exception):
@@ -44,6 +44,14 @@ class _Stop(Exception):
 
 def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 32) -> list:
     """The PromptRuns of ``samples`` (``gates.runs.run_features``) pooled from ``source``."""
+    if source < 0:  # the text part from layer -source, the image part from the input embeddings
+        texts = prompt_runs(model, processor, samples, -source, batch_size)
+        images = prompt_runs(model, processor, samples, 0, batch_size)
+        width = texts[0].features.shape[-1] // 2
+        return [
+            text._replace(features=torch.cat([text.features[..., :width], image.features[..., width:]], -1))
+            for text, image in zip(texts, images)
+        ]
     language_model = model.get_submodule(get_layout(model).language_model)
     layout, image_id, seen = PromptLayout.from_processor(processor), image_token_id(model.config), {}
 
@@ -97,6 +105,12 @@ def expert_region(model, processor, task, source: int) -> dict[str, torch.Tensor
     return {**whole.tensors(), **found}
 
 
+def _source_name(source: int) -> str:
+    if source == 0:
+        return "embeddings"
+    return f"layer {source}" if source > 0 else f"layer {-source}'s text, the embeddings' image"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2], help="hidden states after these layers")
@@ -116,7 +130,8 @@ def main() -> None:
         probe = general_questions([tasks[name] for name in ("mcq", "chart", "doc")], Path(folder), args.limit)
         prompts["probe", "test"] = load_split(probe, "test").samples
         ratios = {}
-        for source in (0, *args.layers):
+        sources = (0, *args.layers, *(-layer for layer in args.layers))
+        for source in sources:
             regions = [expert_region(model, processor, tasks[name], source) for name in EXPERTS]
             test = RegionTest(list(EXPERTS), regions, quantile=0.99, margin=1.0)
             for key, samples in prompts.items():
@@ -126,8 +141,8 @@ def main() -> None:
     def inside(task: str, split: str, rule) -> torch.Tensor:
         return torch.stack([ratios[source, task, split] <= margin for source, margin in rule]).all(0)
 
-    for rule in (rule for rule in RULES if all(source in (0, *args.layers) for source, _ in rule)):
-        print(" and ".join(f"{'embeddings' if s == 0 else f'layer {s}'} ({m})" for s, m in rule))
+    for rule in (rule for rule in RULES if all(source in sources for source, _ in rule)):
+        print(" and ".join(f"{_source_name(s)} ({m})" for s, m in rule))
         for split in SPLITS:
             own = [f"{inside(t, split, rule)[:, i].float().mean():.2f}" for i, t in enumerate(EXPERTS)]
             general = [t for t in (*GENERAL, "probe") if (0, t, split) in ratios]
