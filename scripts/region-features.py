@@ -24,8 +24,10 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.experiments.outside import general_questions, wrapped_in_outside_words
-from routelora.gates.features import FeatureStatistics, language_model_inputs
+from routelora.gates.config import GateTrainConfig
+from routelora.gates.features import FeatureStatistics
 from routelora.gates.runs import PromptLayout, run_features, segment_ids
+from routelora.gates.train import statistics_split
 from routelora.models.layout import get_layout, image_token_id, text_token_mask
 from routelora.routing.regions import RegionTest
 
@@ -36,6 +38,10 @@ RULES = (((0, 1.2),), ((0, 1.5),), ((1, 1.0),), ((2, 1.0),), ((0, 1.5), (1, 1.0)
          ((0, 2.0), (2, 1.0)), ((0, 1.3), (2, 1.2)), ((-1, 1.0),), ((-2, 1.0),), ((0, 1.5), (-2, 1.0)))  # fmt: skip
 """(feature source, margin) pairs that must all hold; source 0 is the input embeddings, k the hidden states after
 layer k, -k the text part of layer k's beside the image part of the input embeddings."""
+
+
+LIBRARY_PROMPT_RUNS = acceptance.prompt_runs
+"""The library's runs from the input embeddings, kept before :func:`expert_region` points ``calibrate`` elsewhere."""
 
 
 class _Stop(Exception):
@@ -52,21 +58,17 @@ def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 
             text._replace(features=torch.cat([text.features[..., :width], image.features[..., width:]], -1))
             for text, image in zip(texts, images)
         ]
+    layout = PromptLayout.from_processor(processor)
+    if source == 0:  # the library's own, as gate training pools them
+        return list(LIBRARY_PROMPT_RUNS(model, processor, samples, layout, batch_size))
     language_model = model.get_submodule(get_layout(model).language_model)
-    layout, image_id, seen = PromptLayout.from_processor(processor), image_token_id(model.config), {}
-
-    def before(module, args, kwargs) -> None:
-        seen["hidden"] = language_model_inputs(module, args, kwargs)
-        raise _Stop
+    image_id, seen = image_token_id(model.config), {}
 
     def after(module, args, output) -> None:
         seen["hidden"] = output[0] if isinstance(output, tuple) else output
         raise _Stop
 
-    if source == 0:
-        handle = language_model.register_forward_pre_hook(before, with_kwargs=True)
-    else:
-        handle = language_model.layers[source - 1].register_forward_hook(after)
+    handle = language_model.layers[source - 1].register_forward_hook(after)
     collator, found = VLMCollator(processor), []
     try:
         with torch.no_grad():
@@ -84,25 +86,27 @@ def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 
 
 
 def expert_region(model, processor, task, source: int) -> dict[str, torch.Tensor]:
-    """A task's prototypes as ``gate train`` computes them (first 256 training prompts, the last 128 held out),
-    from ``source``'s features."""
+    """A task's prototypes as ``gate train`` computes them (its training prompts split as the default gate recipe
+    splits them), from ``source``'s features."""
+    recipe = GateTrainConfig()
     train = load_split(task, "train").samples
-    described = prompt_runs(model, processor, train[:256], source)
+    described, held_out = statistics_split(train, recipe.prototype_samples, recipe.calibration_samples)
+    described = prompt_runs(model, processor, described, source)
     whole = FeatureStatistics()
     for runs in described:
         whole.add(runs.features[:, 0])  # run 0 is the whole prompt
+    statistics = whole.tensors()
     # calibrate() reads the held-out prompts through acceptance.prompt_runs, which pools the input embeddings
     # only; for another source it is pointed at this script's own
-    original = acceptance.prompt_runs
     acceptance.prompt_runs = lambda m, p, samples, layout, size, progress=False: iter(
         prompt_runs(m, p, list(samples), source, size)
     )
     try:
         kept = [acceptance.kept_runs(runs) for runs in described]
-        found = acceptance.calibrate(model, processor, train[-128:], whole.tensors(), described_runs=kept)
+        found = acceptance.calibrate(model, processor, held_out, statistics, described_runs=kept)
     finally:
-        acceptance.prompt_runs = original
-    return {**whole.tensors(), **found}
+        acceptance.prompt_runs = LIBRARY_PROMPT_RUNS
+    return {**statistics, **found}
 
 
 def _source_name(source: int) -> str:
