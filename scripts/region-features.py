@@ -3,6 +3,7 @@ runs, conversation region, the 99% quantile of its held-out training prompts), o
 embeddings (the default) and once from its hidden states after a layer; a prompt is accepted where both hold it.
 
     python scripts/region-features.py --layers 1 2
+    python scripts/region-features.py --local --layers 1 2   # each sentence attends to itself only
 
 Prints, per rule, the share of each task's prompts its own expert accepts (test, reworded, conversational and
 outside-wrapped splits) and the share of each general task kept out of every region; 100 prompts per task and
@@ -37,7 +38,13 @@ SPLITS = ("test", "test_reworded", "test_chatter", "outside")
 RULES = (((0, 1.2),), ((0, 1.5),), ((1, 1.0),), ((2, 1.0),), ((0, 1.5), (1, 1.0)), ((0, 1.5), (2, 1.0)),
          ((0, 2.0), (2, 1.0)), ((0, 1.3), (2, 1.2)), ((-1, 1.0),), ((-2, 1.0),), ((0, 1.5), (-2, 1.0)))  # fmt: skip
 """(feature source, margin) pairs that must all hold; source 0 is the input embeddings, k the hidden states after
-layer k, -k the text part of layer k's beside the image part of the input embeddings."""
+layer k, -k the text part of layer k's beside the image part of the input embeddings, LOCAL + k the hidden states
+after layer k of a forward in which each sentence (and the image, and the chat template's either end) attends to
+itself only."""
+LOCAL = 10
+LOCAL_RULES = (((LOCAL + 1, 1.0),), ((LOCAL + 2, 1.0),), ((0, 1.5), (LOCAL + 1, 1.0)), ((0, 1.5), (LOCAL + 2, 1.0)),
+               ((0, 2.0), (LOCAL + 2, 1.0)), ((0, 1.3), (LOCAL + 2, 1.2)), ((LOCAL + 2, 1.2),),
+               ((-LOCAL - 1, 1.0),), ((-LOCAL - 2, 1.0),), ((0, 1.5), (-LOCAL - 2, 1.0)))  # fmt: skip
 
 
 LIBRARY_PROMPT_RUNS = acceptance.prompt_runs
@@ -68,20 +75,40 @@ def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 
         seen["hidden"] = output[0] if isinstance(output, tuple) else output
         raise _Stop
 
-    handle = language_model.layers[source - 1].register_forward_hook(after)
+    local, layer = source > LOCAL, source - LOCAL if source > LOCAL else source
+    blocks = {}
+
+    def within_sentences(module, args, kwargs):
+        """Each token attends to the earlier tokens of its own block (a sentence, the image, ...) only."""
+        label = blocks["label"]  # (batch, seq)
+        seq = label.shape[1]
+        causal = torch.ones(seq, seq, dtype=torch.bool).tril()
+        mask = (label[:, :, None] == label[:, None, :]) & causal & blocks["present"][:, None, :]
+        mask |= torch.eye(seq, dtype=torch.bool)  # padding rows keep themselves, so no row is empty
+        kwargs["attention_mask"] = mask[:, None]  # (batch, 1, seq, seq)
+        return args, kwargs
+
+    handle = language_model.layers[layer - 1].register_forward_hook(after)
+    if local:
+        pre = language_model.register_forward_pre_hook(within_sentences, with_kwargs=True)
     collator, found = VLMCollator(processor), []
     try:
         with torch.no_grad():
             for start in range(0, len(samples), batch_size):
                 batch = collator(samples[start : start + batch_size], False)
-                with contextlib.suppress(_Stop):
-                    model(**batch)
                 ids = batch["input_ids"]
                 text = text_token_mask(ids, batch["attention_mask"], image_id)
                 segments = segment_ids(ids, text, layout)
+                change = torch.ones_like(segments)
+                change[:, 1:] = (segments[:, 1:] != segments[:, :-1]).long()
+                blocks["label"], blocks["present"] = change.cumsum(1), batch["attention_mask"].bool()
+                with contextlib.suppress(_Stop):
+                    model(**batch)
                 found.append(run_features(seen["hidden"], segments, ids == image_id, "text_image"))
     finally:
         handle.remove()
+        if local:
+            pre.remove()
     return found
 
 
@@ -109,9 +136,26 @@ def expert_region(model, processor, task, source: int) -> dict[str, torch.Tensor
     return {**statistics, **found}
 
 
+def comparison_prompts(tasks: dict, folder: Path, limit: int) -> dict[tuple[str, str], list]:
+    """The first ``limit`` prompts of every task and split, each task's also wrapped in words the world never uses
+    (written under ``folder``, which must outlive the prompts' use), and general questions no world task asks."""
+    prompts = {}
+    for name, task in tasks.items():
+        for split in SPLITS[:-1]:
+            if getattr(task.data, split) is not None:
+                prompts[name, split] = load_split(task, split).samples[:limit]
+        prompts[name, "outside"] = load_split(wrapped_in_outside_words(task, folder, limit), "test").samples
+    probe = general_questions([tasks[name] for name in ("mcq", "chart", "doc")], folder, limit)
+    prompts["probe", "test"] = load_split(probe, "test").samples
+    return prompts
+
+
 def _source_name(source: int) -> str:
     if source == 0:
         return "embeddings"
+    if abs(source) > LOCAL:
+        alone = f"layer {abs(source) - LOCAL}, each sentence alone"
+        return alone if source > 0 else f"{alone}: its text, the embeddings' image"
     return f"layer {source}" if source > 0 else f"layer {-source}'s text, the embeddings' image"
 
 
@@ -119,22 +163,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2], help="hidden states after these layers")
     parser.add_argument("--limit", type=int, default=100, help="prompts per task and split")
+    parser.add_argument("--local", action="store_true", help="the layers' hidden states with each sentence alone")
     args = parser.parse_args()
     world = cached_world()
     model, processor = load_vlm(cached_base())
     tasks = {name: load_task(world / f"{name}.yaml") for name in (*EXPERTS, *GENERAL)}
-    prompts = {}
     with tempfile.TemporaryDirectory(prefix="routelora-region-features-") as folder:
-        for name, task in tasks.items():
-            for split in SPLITS[:-1]:
-                if getattr(task.data, split) is not None:
-                    prompts[name, split] = load_split(task, split).samples[: args.limit]
-            outside = wrapped_in_outside_words(task, Path(folder), args.limit)
-            prompts[name, "outside"] = load_split(outside, "test").samples
-        probe = general_questions([tasks[name] for name in ("mcq", "chart", "doc")], Path(folder), args.limit)
-        prompts["probe", "test"] = load_split(probe, "test").samples
+        prompts = comparison_prompts(tasks, Path(folder), args.limit)
         ratios = {}
-        sources = (0, *args.layers, *(-layer for layer in args.layers))
+        layers = tuple(LOCAL + layer for layer in args.layers) if args.local else args.layers
+        sources = (0, *layers, *(-layer for layer in layers))
         for source in sources:
             regions = [expert_region(model, processor, tasks[name], source) for name in EXPERTS]
             test = RegionTest(list(EXPERTS), regions, quantile=0.99, margin=1.0)
@@ -145,7 +183,7 @@ def main() -> None:
     def inside(task: str, split: str, rule) -> torch.Tensor:
         return torch.stack([ratios[source, task, split] <= margin for source, margin in rule]).all(0)
 
-    for rule in (rule for rule in RULES if all(source in sources for source, _ in rule)):
+    for rule in (rule for rule in (*RULES, *LOCAL_RULES) if all(source in sources for source, _ in rule)):
         print(" and ".join(f"{_source_name(s)} ({m})" for s, m in rule))
         for split in SPLITS:
             own = [f"{inside(t, split, rule)[:, i].float().mean():.2f}" for i, t in enumerate(EXPERTS)]
