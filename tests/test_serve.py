@@ -289,6 +289,17 @@ def test_front_end_routes_here_and_forwards_to_an_engine_in_plain_mode(served_li
     assert text == want[0]["choices"][0]["message"]["content"]
 
 
+def test_a_server_that_does_not_start_is_named_with_its_exit_code_and_last_lines(tmp_path):
+    """The bench and these tests start servers with ``serve_processes``: one that ends before it listens raises at
+    once (not after the whole wait) with its arguments, its exit code and what it printed."""
+    missing = str(tmp_path / "no-such-base")
+    with pytest.raises(RuntimeError) as error, serve_processes(["--base", missing], seconds=120):
+        pass
+    message = str(error.value)
+    assert f"serve --base {missing} did not start (exited with code " in message
+    assert "no-such-base" in message.split("its last lines:", 1)[1], "the server's own error is shown"
+
+
 def test_a_batch_decided_ahead_is_not_decided_again_and_generates_the_same(served_library, monkeypatch):
     """The server decides a batch's routes once (``describe_routes``); the generation that follows applies them
     without testing the regions again, and gives the tokens of a generation that decides for itself."""

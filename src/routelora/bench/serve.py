@@ -11,15 +11,16 @@ of requests is fixed, and each has a timeout.
 
 import asyncio
 import base64
+import collections
+import contextlib
 import re
-import selectors
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,16 +57,19 @@ def serve_arguments(
     return arguments + (["--threads", str(config.threads)] if config.threads is not None else [])
 
 
-@contextmanager
+@contextlib.contextmanager
 def serve_processes(*arguments: list[str], seconds: float = 180) -> Iterator[list[str]]:
     """``routelora serve --port 0 ARGUMENTS`` (a ``--port`` among them wins) for each list, in processes of their
     own started together; yields their URLs once all listen, and ends every process when the block ends."""
-    processes = []
+    processes, logs = [], []
     try:
         for argv in arguments:
             command = [sys.executable, "-m", "routelora.cli.main", "serve", "--port", "0", *argv]
-            processes.append(subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True))
-        yield [_await_listening(process, seconds) for process in processes]
+            process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+            processes.append(process)
+            logs.append(_ServerLog(process))
+        deadline = time.monotonic() + seconds
+        yield [log.url(deadline, argv) for log, argv in zip(logs, arguments)]
     finally:
         for process in processes:
             process.terminate()
@@ -75,31 +79,55 @@ def serve_processes(*arguments: list[str], seconds: float = 180) -> Iterator[lis
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for log in logs:
+            log.reader.join(timeout=30)
+        for process in processes:
             process.stderr.close()
 
 
-@contextmanager
+class _ServerLog:
+    """Reads a server's stderr to its end in a thread of its own, so that no server ever blocks on a full pipe
+    (while another one starts, or once it is serving), and keeps its last lines for an error."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process, self.lines, self.listening = process, collections.deque(maxlen=20), threading.Event()
+        self.address: str | None = None
+        self.closed = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+            found = self.address is None and re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                self.address = found.group(1)
+                self.listening.set()
+        self.closed = True  # the process closed its stderr: it has ended, or is ending
+        self.listening.set()
+
+    def url(self, deadline: float, argv: list[str]) -> str:
+        """Its URL once it listens; an error naming the server, its state and its last lines otherwise."""
+        self.listening.wait(max(deadline - time.monotonic(), 0))
+        if self.address is not None:
+            return self.address
+        if self.closed:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        code = self.process.poll()
+        state = f"exited with code {code}" if code is not None else "still running"
+        raise RuntimeError(
+            f"routelora serve {' '.join(argv)} did not start ({state}); its last lines: " + "".join(self.lines)
+        )
+
+
+@contextlib.contextmanager
 def server_process(
     base: Path, library: Path | None, config: ServeBenchConfig, extra: tuple[str, ...] = ()
 ) -> Iterator[str]:
     """One bench server in a process of its own; yields its URL."""
     with serve_processes(serve_arguments(base, library, config, extra)) as (url,):
         yield url
-
-
-def _await_listening(process: subprocess.Popen, seconds: float) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stderr, selectors.EVENT_READ)
-    deadline, seen = time.monotonic() + seconds, []
-    while time.monotonic() < deadline and selector.select(timeout=max(deadline - time.monotonic(), 0)):
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            return found.group(1)
-    raise RuntimeError("routelora serve did not start: " + "".join(seen[-5:]))
 
 
 async def _load(url: str, bodies: list[dict], concurrency: int, timeout: float) -> dict:
