@@ -24,8 +24,9 @@ from routelora.data.samples import load_split
 from routelora.data.task import load_task
 from routelora.embedded.cache import cached_base, cached_world
 from routelora.gates.config import GateTrainConfig
-from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY, FeatureStatistics
+from routelora.gates.features import FeatureStatistics
 from routelora.gates.train import statistics_split
+from routelora.routing.discriminant import shared_covariance
 
 _spec = importlib.util.spec_from_file_location("region_features", Path(__file__).with_name("region-features.py"))
 region_features = importlib.util.module_from_spec(_spec)
@@ -44,11 +45,7 @@ class DiscriminantScores:
     density as well as scores."""
 
     def __init__(self, statistics: list[dict[str, torch.Tensor]], shrinkage: float) -> None:
-        means = torch.stack([s[MEAN_KEY].double() for s in statistics])  # (experts, F)
-        scatter = sum(s[SCATTER_KEY].double() for s in statistics)  # (F, F)
-        covariance = scatter / (sum(float(s[COUNT_KEY]) for s in statistics) - len(statistics))
-        ridge = covariance.diagonal().mean()
-        covariance = (1 - shrinkage) * covariance + shrinkage * ridge * torch.eye(len(covariance), dtype=means.dtype)
+        means, covariance = shared_covariance(statistics, shrinkage)  # (experts, F), (F, F)
         self.precision = torch.linalg.inv(covariance)  # (F, F)
         self.weights = self.precision @ means.T  # (F, experts)
         self.biases = -0.5 * (means * self.weights.T).sum(-1)  # (experts,)

@@ -28,6 +28,7 @@ from routelora.embedded.cache import cached_base, cached_world
 from routelora.gates.acceptance import CALIBRATION_KEY
 from routelora.gates.config import GateTrainConfig
 from routelora.gates.features import FeatureStatistics
+from routelora.gates.runs import PromptRuns
 from routelora.gates.train import statistics_split
 from routelora.routing.regions import RegionTest
 
@@ -68,8 +69,8 @@ def regions(model, processor, task, templates: list[str]) -> tuple[dict, dict]:
         kept = phrasings != left_out
         statistics = FeatureStatistics()
         statistics.add(features[kept])
-        others = [sample for sample, keep in zip(described, kept) if keep]
-        other_runs = [acceptance.kept_runs(r) for r in region_features.prompt_runs(model, processor, others, 0)]
+        masks = kept.split([len(batch.features) for batch in runs])  # the described prompts' runs, batch by batch
+        other_runs = [acceptance.kept_runs(PromptRuns(*(part[mask] for part in b))) for b, mask in zip(runs, masks)]
         held = [sample for sample, phrasing in zip(held_out, held_phrasings) if phrasing == left_out]
         calibrated = acceptance.calibrate(model, processor, held, statistics.tensors(), described_runs=other_runs)
         distances.append(calibrated[CALIBRATION_KEY])

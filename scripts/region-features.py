@@ -99,9 +99,10 @@ def prompt_runs(model, processor, samples: list, source: int, batch_size: int = 
                 ids = batch["input_ids"]
                 text = text_token_mask(ids, batch["attention_mask"], image_id)
                 segments = segment_ids(ids, text, layout)
-                change = torch.ones_like(segments)
-                change[:, 1:] = (segments[:, 1:] != segments[:, :-1]).long()
-                blocks["label"], blocks["present"] = change.cumsum(1), batch["attention_mask"].bool()
+                if local:  # a block is a run of tokens of one segment id
+                    change = torch.ones_like(segments)
+                    change[:, 1:] = (segments[:, 1:] != segments[:, :-1]).long()
+                    blocks["label"], blocks["present"] = change.cumsum(1), batch["attention_mask"].bool()
                 with contextlib.suppress(_Stop):
                     model(**batch)
                 found.append(run_features(seen["hidden"], segments, ids == image_id, "text_image"))

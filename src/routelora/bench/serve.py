@@ -61,28 +61,26 @@ def serve_arguments(
 def serve_processes(*arguments: list[str], seconds: float = 180) -> Iterator[list[str]]:
     """``routelora serve --port 0 ARGUMENTS`` (a ``--port`` among them wins) for each list, in processes of their
     own started together; yields their URLs once all listen, and ends every process when the block ends."""
-    processes, logs = [], []
+    logs = []
     try:
         for argv in arguments:
             command = [sys.executable, "-m", "routelora.cli.main", "serve", "--port", "0", *argv]
             process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-            processes.append(process)
             logs.append(_ServerLog(process))
         deadline = time.monotonic() + seconds
         yield [log.url(deadline, argv) for log, argv in zip(logs, arguments)]
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
+        for log in logs:
+            log.process.terminate()
+        for log in logs:
             try:
-                process.wait(timeout=30)
+                log.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                log.process.kill()
+                log.process.wait()
         for log in logs:
             log.reader.join(timeout=30)
-        for process in processes:
-            process.stderr.close()
+            log.process.stderr.close()
 
 
 class _ServerLog:

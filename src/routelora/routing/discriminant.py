@@ -20,8 +20,10 @@ from routelora.gates.features import COUNT_KEY, MEAN_KEY, SCATTER_KEY
 from routelora.nn import top_k_weights
 
 
-def fit_discriminant(statistics: list[dict[str, torch.Tensor]], shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights (F, candidates) and biases (candidates,) of the shared-covariance rule.
+def shared_covariance(
+    statistics: list[dict[str, torch.Tensor]], shrinkage: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidates' means (candidates, F) and their shrunk shared covariance (F, F), float64.
 
     statistics: per candidate, its saved count, mean (F,) and scatter (F, F).
     """
@@ -32,6 +34,12 @@ def fit_discriminant(statistics: list[dict[str, torch.Tensor]], shrinkage: float
     size = covariance.shape[0]
     ridge = covariance.diagonal().mean().clamp_min(1e-12)
     covariance = (1 - shrinkage) * covariance + shrinkage * ridge * torch.eye(size, dtype=covariance.dtype)
+    return means, covariance
+
+
+def fit_discriminant(statistics: list[dict[str, torch.Tensor]], shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (F, candidates) and biases (candidates,) of the shared-covariance rule (:func:`shared_covariance`)."""
+    means, covariance = shared_covariance(statistics, shrinkage)
     weights = torch.linalg.solve(covariance, means.T)  # (F, candidates)
     biases = -0.5 * (means * weights.T).sum(-1)  # (candidates,)
     return weights.float(), biases.float()
